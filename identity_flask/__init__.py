@@ -1,0 +1,32 @@
+"""Sign users in to Flask apps with Microsoft Entra ID, External ID, Azure AD B2C
+or any OpenID Connect provider, and get access tokens for the APIs they call."""
+
+from .errors import (
+    AccessDenied,
+    ConfigurationError,
+    IdentityError,
+    NotSignedIn,
+    ProviderError,
+    ProviderUnavailable,
+    SignInError,
+)
+from .extension import Auth, current_user
+from .signals import sign_in_failed, signed_in, signed_out, unauthorized
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessDenied",
+    "Auth",
+    "ConfigurationError",
+    "IdentityError",
+    "NotSignedIn",
+    "ProviderError",
+    "ProviderUnavailable",
+    "SignInError",
+    "current_user",
+    "sign_in_failed",
+    "signed_in",
+    "signed_out",
+    "unauthorized",
+]

@@ -1,0 +1,205 @@
+"""The MSAL side: one :class:`IdentityClient` per app and process.
+
+What is the same for every user is built once and shared: the HTTP connection
+pool, MSAL's HTTP cache (so provider metadata is fetched once per process per
+authority) and the end-session endpoint. Only the token cache is per user; it
+is handed in by the caller for each call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+import msal
+import requests
+from requests.adapters import HTTPAdapter
+
+from .config import Authority, Settings
+from .errors import ProviderError, ProviderUnavailable, SignInError
+
+logger = logging.getLogger(__name__)
+
+#: Keys of an MSAL token result that a view may see. The refresh token and the
+#: raw id token stay in the token cache.
+TOKEN_KEYS = ("access_token", "token_type", "expires_in", "scope")
+
+
+class _TimeoutSession(requests.Session):
+    """A :class:`requests.Session` whose requests time out unless told otherwise.
+
+    MSAL applies its ``timeout`` only to sessions it builds itself.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=1)
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        return super().request(method, url, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def provider_calls(action: str) -> Iterator[None]:
+    """Turn network failures while talking to the provider into a 503."""
+    try:
+        yield
+    except requests.exceptions.RequestException as exc:
+        logger.warning("Identity provider unreachable while %s: %s", action, type(exc).__name__)
+        raise ProviderUnavailable("The sign-in service could not be reached. Please try again in a moment.") from None
+
+
+class IdentityClient:
+    """Talks to the identity provider through MSAL for one app.
+
+    :param settings: the app's resolved settings.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        #: Shared by every MSAL application built here: discovery documents are
+        #: fetched once, and kept only when the provider answered 2xx.
+        self.http_cache: dict[Any, Any] = {}
+        self.http = _TimeoutSession(settings.timeout)
+        self._lock = threading.Lock()
+        self._end_session_endpoint: str | None = None
+
+    def msal_app(
+        self, cache: msal.TokenCache | None = None, authority: Authority | None = None
+    ) -> msal.ConfidentialClientApplication:
+        """Build an MSAL application bound to one user's token cache.
+
+        Cheap once the provider's metadata is in :attr:`http_cache`.
+        """
+        authority = authority or self.settings.authority
+        with provider_calls("reading its configuration"):
+            try:
+                return msal.ConfidentialClientApplication(
+                    self.settings.client_id,
+                    client_credential=self.settings.client_credential,
+                    token_cache=cache,
+                    http_client=self.http,
+                    http_cache=self.http_cache,
+                    **authority.msal_kwargs(self.settings.instance_discovery),
+                )
+            except ValueError as exc:
+                if "discovery" not in str(exc).lower() and "configuration" not in str(exc).lower():
+                    raise
+                logger.warning("Identity provider configuration unavailable for %s", authority.url)
+                raise ProviderUnavailable(
+                    "The sign-in service's configuration could not be read. Please try again in a moment."
+                ) from None
+
+    def start(
+        self,
+        scopes: Sequence[str],
+        redirect_uri: str,
+        *,
+        authority: Authority | None = None,
+        prompt: str | None = None,
+        response_mode: str | None = None,
+    ) -> dict[str, Any]:
+        """Begin an authorization code flow with PKCE, state and nonce.
+
+        :return: MSAL's flow dict; ``auth_uri`` is where to send the browser.
+        """
+        app = self.msal_app(authority=authority)
+        flow: dict[str, Any] = app.initiate_auth_code_flow(
+            list(scopes),
+            redirect_uri=redirect_uri,
+            prompt=prompt,
+            response_mode=response_mode if response_mode != "query" else None,
+        )
+        return flow
+
+    def finish(
+        self,
+        flow: dict[str, Any],
+        response: Mapping[str, str],
+        cache: msal.TokenCache,
+        *,
+        authority: Authority | None = None,
+    ) -> dict[str, Any]:
+        """Redeem the authorization code; the tokens land in ``cache``.
+
+        :return: MSAL's result, with ``id_token_claims``.
+        :raises SignInError: the code was refused (used, expired, or not ours).
+        """
+        app = self.msal_app(cache, authority)
+        with provider_calls("redeeming an authorization code"):
+            try:
+                result: dict[str, Any] = app.acquire_token_by_auth_code_flow(flow, dict(response))
+            except ValueError as exc:
+                logger.warning("Sign-in response rejected: %s", exc)
+                raise SignInError("The sign-in response did not match the request. Please sign in again.") from None
+        if "error" in result:
+            error = str(result.get("error"))
+            logger.warning("Token endpoint refused the code: %s", error)
+            if error in ("invalid_grant", "invalid_request", "unauthorized_client"):
+                raise SignInError(
+                    "The sign-in could not be completed (the code was refused). Please sign in again.",
+                    error=error,
+                )
+            raise ProviderError("The sign-in service could not complete the sign-in.", error=error)
+        return result
+
+    def silent(
+        self, scopes: Sequence[str], cache: msal.TokenCache, account_id: str
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """Get an access token from the cache, refreshing it if needed.
+
+        :return: ``(token, None)`` on success, ``(None, error)`` when the user
+            has to sign in again (no token, consent missing, refresh token gone).
+        """
+        app = self.msal_app(cache)
+        accounts = [a for a in app.get_accounts() if a.get("home_account_id") == account_id]
+        if not accounts:
+            return None, "no_account"
+        with provider_calls("refreshing a token"):
+            result = app.acquire_token_silent_with_error(list(scopes), account=accounts[0])
+        if result is None:
+            return None, "no_token"
+        if "access_token" not in result:
+            error = str(result.get("error"))
+            if error.startswith(("server_error", "temporarily_unavailable")):
+                logger.warning("Token refresh failed at the provider: %s", error)
+                raise ProviderError("The sign-in service could not refresh your access.", error=error)
+            logger.info("Token for %s needs a new sign-in: %s", " ".join(scopes), error)
+            return None, error
+        return {key: result[key] for key in TOKEN_KEYS if key in result}, None
+
+    def end_session_endpoint(self) -> str | None:
+        """Where to send the browser to sign out at the provider, if it has such a place."""
+        known = self.settings.authority.logout_endpoint
+        if known:
+            return known
+        with self._lock:
+            if self._end_session_endpoint is None:
+                url = self.settings.authority.url + "/.well-known/openid-configuration"
+                with provider_calls("reading its configuration"):
+                    response = self.http.get(url)
+                if response.status_code != 200:
+                    logger.warning("Discovery at %s answered %s", url, response.status_code)
+                    return None
+                self._end_session_endpoint = str(response.json().get("end_session_endpoint") or "")
+            return self._end_session_endpoint or None
+
+    def logout_url(self, return_to: str) -> str | None:
+        """The provider's sign-out URL that comes back to ``return_to``."""
+        endpoint = self.end_session_endpoint()
+        if not endpoint:
+            return None
+        query = {"post_logout_redirect_uri": return_to}
+        if self.settings.authority.kind == "oidc":
+            query["client_id"] = self.settings.client_id
+        separator = "&" if "?" in endpoint else "?"
+        return endpoint + separator + urlencode(query)

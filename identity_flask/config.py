@@ -1,0 +1,246 @@
+"""Settings: read from the constructor, else ``app.config["IDENTITY_*"]``, else a default.
+
+Everything here runs once, in :meth:`identity_flask.Auth.init_app`, and fails fast
+with a message that names the setting to fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+
+from .errors import ConfigurationError
+
+#: Hosts of Microsoft's sign-in service. For these MSAL validates the authority
+#: through instance discovery; every other host is used as given.
+MICROSOFT_LOGIN_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",
+        "login.microsoft.com",
+        "login.windows.net",
+        "login.microsoftonline.us",
+        "login-us.microsoftonline.com",
+        "login.chinacloudapi.cn",
+        "login.partner.microsoftonline.cn",
+    }
+)
+
+RESPONSE_MODES = ("query", "form_post")
+
+#: Settings taken from the constructor or ``IDENTITY_<NAME>``, with their defaults.
+DEFAULTS: dict[str, Any] = {
+    "client_id": None,
+    "client_credential": None,
+    "redirect_uri": None,
+    "authority": None,
+    "oidc_authority": None,
+    "b2c_tenant_name": None,
+    "b2c_signup_signin_user_flow": None,
+    "b2c_edit_profile_user_flow": None,
+    "b2c_reset_password_user_flow": None,
+    "b2c_authority_host": None,
+    "post_logout_view": None,
+    "prompt": None,
+    "scopes": (),
+    "response_mode": "query",
+    "timeout": 10.0,
+    "sign_in_timeout": 600,
+    "max_pending_sign_ins": 8,
+    "instance_discovery": None,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Authority:
+    """Where users sign in: an MSAL ``authority`` or an ``oidc_authority``."""
+
+    #: ``"entra"``, ``"b2c"`` or ``"oidc"``.
+    kind: str
+    #: The URL handed to MSAL.
+    url: str
+
+    def msal_kwargs(self, instance_discovery: bool | None) -> dict[str, Any]:
+        """The keyword arguments that point MSAL at this authority."""
+        if self.kind == "oidc":
+            return {"oidc_authority": self.url}
+        if instance_discovery is None:
+            instance_discovery = False if self.kind == "b2c" else None
+            if urlsplit(self.url).hostname not in MICROSOFT_LOGIN_HOSTS:
+                instance_discovery = False
+        return {"authority": self.url, "instance_discovery": instance_discovery}
+
+    @property
+    def logout_endpoint(self) -> str | None:
+        """Entra ID, External ID and B2C sign users out at a well-known path."""
+        if self.kind == "oidc":
+            return None
+        return self.url.rstrip("/") + "/oauth2/v2.0/logout"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The resolved settings of one app."""
+
+    client_id: str
+    client_credential: Any
+    redirect_uri: str
+    #: The path the callback is served at, taken from ``redirect_uri``.
+    redirect_path: str
+    #: The sign-in authority; for B2C the sign-up-or-sign-in user flow.
+    authority: Authority
+    #: B2C only: the edit-profile and reset-password user flows.
+    edit_profile_authority: Authority | None
+    reset_password_authority: Authority | None
+    post_logout_view: str | Callable[..., Any] | None
+    prompt: str | None
+    scopes: tuple[str, ...]
+    response_mode: str
+    timeout: float
+    sign_in_timeout: int
+    max_pending_sign_ins: int
+    instance_discovery: bool | None
+
+    @property
+    def routes_prefix(self) -> str:
+        """Login and logout live beside the callback, as in ``identity.flask``."""
+        parent = posixpath.dirname(self.redirect_path)
+        return "" if parent == "/" else parent
+
+
+def _pick(name: str, given: Mapping[str, Any], config: Mapping[str, Any]) -> Any:
+    value = given.get(name)
+    if value is None:
+        value = config.get("IDENTITY_" + name.upper())
+    if value is None or value == "":
+        value = DEFAULTS[name]
+    return value
+
+
+def _key(name: str) -> str:
+    return f"'{name}' (IDENTITY_{name.upper()})"
+
+
+def _check_url(name: str, url: str, *, need_path: bool) -> str:
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.netloc:
+        raise ConfigurationError(
+            f"{_key(name)} must be an https:// URL, got {url!r}. Identity providers are only reached over TLS."
+        )
+    if need_path and parts.path.strip("/") == "":
+        raise ConfigurationError(
+            f"{_key(name)} must name a tenant in its path, for example "
+            f"'https://login.microsoftonline.com/<tenant-id>', got {url!r}."
+        )
+    return url.rstrip("/")
+
+
+def _authorities(
+    values: Mapping[str, Any],
+) -> tuple[Authority, Authority | None, Authority | None]:
+    authority = values["authority"]
+    oidc_authority = values["oidc_authority"]
+    tenant = values["b2c_tenant_name"]
+    sign_in_flow = values["b2c_signup_signin_user_flow"]
+    b2c = bool(tenant or sign_in_flow)
+    chosen = [name for name, on in (("authority", authority), ("oidc_authority", oidc_authority), ("b2c", b2c)) if on]
+    if not chosen:
+        raise ConfigurationError(
+            "No authority is configured. Set one of: 'authority' "
+            "(IDENTITY_AUTHORITY, e.g. https://login.microsoftonline.com/<tenant-id>), "
+            "'oidc_authority' (IDENTITY_OIDC_AUTHORITY), or the B2C pair "
+            "'b2c_tenant_name' and 'b2c_signup_signin_user_flow'."
+        )
+    if len(chosen) > 1:
+        raise ConfigurationError(
+            "Only one kind of authority may be configured, but these are all set: "
+            + ", ".join(chosen)
+            + ". Keep 'authority', 'oidc_authority' or the B2C settings, not several."
+        )
+    if authority:
+        url = _check_url("authority", authority, need_path=True)
+        host = urlsplit(url).hostname or ""
+        kind = "b2c" if host.endswith(".b2clogin.com") else "entra"
+        return Authority(kind, url), None, None
+    if oidc_authority:
+        return Authority("oidc", _check_url("oidc_authority", oidc_authority, need_path=False)), None, None
+    if not (tenant and sign_in_flow):
+        missing = "b2c_signup_signin_user_flow" if tenant else "b2c_tenant_name"
+        raise ConfigurationError(f"B2C needs both the tenant name and the sign-in user flow: set {_key(missing)}.")
+    host = values["b2c_authority_host"] or f"https://{tenant}.b2clogin.com"
+    if "://" not in host:
+        host = "https://" + host
+    host = _check_url("b2c_authority_host", host, need_path=False)
+
+    def flow(name: str | None) -> Authority | None:
+        return Authority("b2c", f"{host}/{tenant}.onmicrosoft.com/{name}") if name else None
+
+    sign_in = flow(sign_in_flow)
+    assert sign_in is not None
+    return sign_in, flow(values["b2c_edit_profile_user_flow"]), flow(values["b2c_reset_password_user_flow"])
+
+
+def _as_scopes(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(value.replace(",", " ").split())
+    return tuple(value)
+
+
+def resolve(app: Flask, given: Mapping[str, Any]) -> Settings:
+    """Resolve and validate the settings of ``app``.
+
+    :param given: the arguments passed to :class:`~identity_flask.Auth`.
+    :raises ConfigurationError: with the name of the setting to fix.
+    """
+    values = {name: _pick(name, given, app.config) for name in DEFAULTS}
+    if not values["client_id"]:
+        raise ConfigurationError(
+            "No client id is configured. Pass client_id=... to Auth() or set "
+            "IDENTITY_CLIENT_ID to the Application (client) ID of your app registration."
+        )
+    if not values["client_credential"]:
+        raise ConfigurationError(
+            "No client credential is configured. Pass client_credential=... or set "
+            "IDENTITY_CLIENT_CREDENTIAL to a client secret (or a certificate dict as MSAL takes it)."
+        )
+    redirect_uri = values["redirect_uri"]
+    if not redirect_uri:
+        raise ConfigurationError(
+            "No redirect URI is configured. Register one in your app registration "
+            "(Authentication > Add a platform > Web), for example "
+            "http://localhost:5000/getAToken, then pass redirect_uri=... or set "
+            "IDENTITY_REDIRECT_URI. A path such as '/getAToken' is also accepted: "
+            "the full URL is then built from each request."
+        )
+    parts = urlsplit(redirect_uri)
+    if not (parts.path.startswith("/") and (parts.scheme in ("http", "https") or not parts.scheme)):
+        raise ConfigurationError(
+            f"{_key('redirect_uri')} must be an http(s) URL or an absolute path, got {redirect_uri!r}."
+        )
+    if parts.query or parts.fragment:
+        raise ConfigurationError(f"{_key('redirect_uri')} may not carry a query or fragment.")
+    response_mode = values["response_mode"]
+    if response_mode not in RESPONSE_MODES:
+        raise ConfigurationError(f"{_key('response_mode')} must be 'query' or 'form_post', got {response_mode!r}.")
+    authority, edit_profile, reset_password = _authorities(values)
+    return Settings(
+        client_id=str(values["client_id"]),
+        client_credential=values["client_credential"],
+        redirect_uri=redirect_uri,
+        redirect_path=parts.path,
+        authority=authority,
+        edit_profile_authority=edit_profile,
+        reset_password_authority=reset_password,
+        post_logout_view=values["post_logout_view"],
+        prompt=values["prompt"],
+        scopes=_as_scopes(values["scopes"]),
+        response_mode=response_mode,
+        timeout=float(values["timeout"]),
+        sign_in_timeout=int(values["sign_in_timeout"]),
+        max_pending_sign_ins=max(1, int(values["max_pending_sign_ins"])),
+        instance_discovery=values["instance_discovery"],
+    )

@@ -1,0 +1,124 @@
+"""Errors: one for bad configuration, and HTTP errors raised while handling requests.
+
+The request-time errors are werkzeug :class:`~werkzeug.exceptions.HTTPException`
+subclasses, so an app can take them over with ``@app.errorhandler(IdentityError)``.
+Left alone, they render the template ``identity/auth_error.html`` (which an app
+overrides by shipping its own file of that name) or, for a caller that does not
+want HTML, a JSON body ``{"error": ..., "error_description": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import current_app, render_template, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.sansio.response import Response as SansIOResponse
+from werkzeug.wrappers import Response
+
+
+class ConfigurationError(RuntimeError):
+    """The extension is configured wrongly; the message says how to fix it."""
+
+
+def wants_html() -> bool:
+    """Whether the current request is a page load rather than an API or XHR call."""
+    if request.headers.get("X-Requested-With") == "XMLHttpRequest":
+        return False
+    mode = request.headers.get("Sec-Fetch-Mode")
+    if mode and mode not in ("navigate", "nested-navigate"):
+        return False
+    return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "text/html"
+
+
+class IdentityError(HTTPException):
+    """An error met while signing a user in or out, or getting a token.
+
+    :param description: what happened, for the person reading the page. It
+        may come from the provider, so it is always escaped.
+    :param error: an OAuth 2.0 error code such as ``access_denied``.
+    """
+
+    code = 400
+    #: The OAuth 2.0 error code, for the page and the JSON body.
+    error = "invalid_request"
+    #: The page's heading.
+    title = "Sign-in failed"
+
+    def __init__(self, description: str | None = None, *, error: str | None = None) -> None:
+        super().__init__(description)
+        if error:
+            self.error = error
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON body sent to callers that do not want HTML."""
+        return {"error": self.error, "error_description": self.description}
+
+    def get_response(  # type: ignore[override]
+        self,
+        environ: Any = None,
+        scope: dict[str, Any] | None = None,
+    ) -> SansIOResponse:
+        headers = self.get_headers(environ, scope)
+        if not wants_html():
+            body = json.dumps(self.as_dict())
+            return Response(body, self.code, [("Content-Type", "application/json")])
+        state = current_app.extensions.get("identity")
+        page = render_template(
+            "identity/auth_error.html",
+            error=self.error,
+            error_description=self.description,
+            title=self.title,
+            status=self.code,
+            retry_url=state.login_url() if state is not None else None,
+            reset_password_url=state.reset_password_url() if state is not None else None,
+        )
+        headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
+        headers.append(("Content-Type", "text/html; charset=utf-8"))
+        return Response(page, self.code, headers)
+
+
+class SignInError(IdentityError):
+    """The callback could not be matched to a sign-in this browser started,
+    was malformed, or the provider refused the authorization code."""
+
+    code = 400
+
+
+class AccessDenied(IdentityError):
+    """The user, or the provider on their behalf, declined the sign-in."""
+
+    code = 403
+    error = "access_denied"
+    title = "Sign-in was cancelled"
+
+
+class NotSignedIn(IdentityError):
+    """A caller that does not want HTML asked for a protected view without a session."""
+
+    code = 401
+    error = "login_required"
+    title = "Sign-in required"
+
+    def get_headers(self, environ: Any = None, scope: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+        return [*super().get_headers(environ, scope), ("WWW-Authenticate", 'Bearer realm="identity"')]
+
+
+class ProviderError(IdentityError):
+    """The identity provider answered with a failure of its own."""
+
+    code = 502
+    error = "server_error"
+    title = "The sign-in service failed"
+
+
+class ProviderUnavailable(IdentityError):
+    """The identity provider could not be reached in time."""
+
+    code = 503
+    error = "temporarily_unavailable"
+    title = "The sign-in service is unavailable"
+
+    def get_headers(self, environ: Any = None, scope: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+        return [*super().get_headers(environ, scope), ("Retry-After", "30")]

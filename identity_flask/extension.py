@@ -1,0 +1,272 @@
+"""The :class:`Auth` extension object."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, overload
+
+from flask import Flask, current_app, redirect, request, session
+from flask.typing import ResponseReturnValue
+from werkzeug.local import LocalProxy
+
+from . import config, session_data, signals
+from .errors import ConfigurationError, NotSignedIn, wants_html
+from .redirects import current_path
+from .sessions import setup_sessions
+from .state import AppState, current_state
+from .views import make_blueprint
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+UnauthorizedHandler = Callable[..., ResponseReturnValue]
+
+
+def _current_user() -> dict[str, Any] | None:
+    return session_data.get_user(session)
+
+
+#: The signed-in user's id token claims, or ``None``; usable in any view or template.
+current_user: dict[str, Any] | None = LocalProxy(_current_user)  # type: ignore[assignment]
+
+
+class Auth:
+    """Signs users in with Microsoft Entra ID, External ID, Azure AD B2C or any
+    OpenID Connect provider, and gets access tokens for the APIs they call.
+
+    Every argument may instead come from ``app.config`` as ``IDENTITY_<NAME>``
+    (``IDENTITY_CLIENT_ID``, ``IDENTITY_AUTHORITY``, ...); an argument given
+    here wins. One object may serve several apps.
+
+    :param app: the app, or ``None`` to call :meth:`init_app` later.
+    :param client_id: the Application (client) ID of the app registration.
+    :param client_credential: a client secret, or a certificate dict as MSAL
+        takes it (``{"private_key_pfx_path": ..., "passphrase": ...}``, ...).
+    :param redirect_uri: the registered redirect URI, e.g.
+        ``http://localhost:5000/getAToken``; its path becomes the callback
+        route, and login and logout are served beside it. A bare path is
+        also accepted: the full URL is then built from each request.
+    :param authority: an Entra ID or External ID authority,
+        ``https://login.microsoftonline.com/<tenant>`` or
+        ``https://<subdomain>.ciamlogin.com/<subdomain>.onmicrosoft.com``.
+    :param oidc_authority: any OpenID Connect issuer (or an External ID custom
+        domain ``https://<domain>/<tenant-id>/v2.0``).
+    :param b2c_tenant_name: the B2C tenant, e.g. ``contoso``.
+    :param b2c_signup_signin_user_flow: the B2C sign-up-or-sign-in user flow.
+    :param b2c_edit_profile_user_flow: the B2C profile editing user flow.
+    :param b2c_reset_password_user_flow: the B2C password reset user flow.
+    :param b2c_authority_host: the B2C sign-in host, when it is not
+        ``https://<tenant>.b2clogin.com`` (a custom domain).
+    :param post_logout_view: the view (function or endpoint name) users land
+        on after signing out; the app's root by default.
+    :param prompt: the ``prompt`` sent with each sign-in, e.g. ``select_account``.
+    :param scopes: scopes to consent to at every sign-in, beyond ``openid``.
+    :param response_mode: ``query`` (default) or ``form_post``.
+    :param timeout: seconds to wait for the provider before answering 503.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        client_id: str | None = None,
+        *,
+        client_credential: Any = None,
+        redirect_uri: str | None = None,
+        authority: str | None = None,
+        oidc_authority: str | None = None,
+        b2c_tenant_name: str | None = None,
+        b2c_signup_signin_user_flow: str | None = None,
+        b2c_edit_profile_user_flow: str | None = None,
+        b2c_reset_password_user_flow: str | None = None,
+        b2c_authority_host: str | None = None,
+        post_logout_view: str | Callable[..., Any] | None = None,
+        prompt: str | None = None,
+        scopes: Iterable[str] | None = None,
+        response_mode: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self._given: dict[str, Any] = {
+            "client_id": client_id,
+            "client_credential": client_credential,
+            "redirect_uri": redirect_uri,
+            "authority": authority,
+            "oidc_authority": oidc_authority,
+            "b2c_tenant_name": b2c_tenant_name,
+            "b2c_signup_signin_user_flow": b2c_signup_signin_user_flow,
+            "b2c_edit_profile_user_flow": b2c_edit_profile_user_flow,
+            "b2c_reset_password_user_flow": b2c_reset_password_user_flow,
+            "b2c_authority_host": b2c_authority_host,
+            "post_logout_view": post_logout_view,
+            "prompt": prompt,
+            "scopes": tuple(scopes) if scopes is not None else None,
+            "response_mode": response_mode,
+            "timeout": timeout,
+        }
+        #: Every scope a decorated view asks for; the login view accepts no other.
+        self.known_scopes: set[str] = set()
+        self._unauthorized_handler: UnauthorizedHandler | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Set the extension up on ``app``: settings, session store, blueprint.
+
+        :raises ConfigurationError: a setting is missing or conflicts; the
+            message names it.
+        """
+        if "identity" in app.extensions:
+            raise ConfigurationError("identity_flask is already set up on this app; call init_app once per app.")
+        settings = config.resolve(app, self._given)
+        self.known_scopes.update(settings.scopes)
+        setup_sessions(
+            app,
+            form_post=settings.response_mode == "form_post",
+            secure_redirect=settings.redirect_uri.startswith("https://"),
+        )
+        if settings.redirect_uri.startswith("http://") and not _is_local(settings.redirect_uri):
+            logger.warning(
+                "The redirect URI %s is http://; Entra ID accepts that only for localhost. "
+                "Behind a TLS-terminating proxy (App Service), apply werkzeug's ProxyFix.",
+                settings.redirect_uri,
+            )
+        app.extensions["identity"] = AppState(self, settings)
+        blueprint = make_blueprint(settings)
+        app.register_blueprint(blueprint)
+        csrf = app.extensions.get("csrf")
+        if csrf is not None and hasattr(csrf, "exempt"):
+            # The provider's form_post and the sign-out confirmation carry no CSRF token of
+            # the app's; both are protected by their own checks (state, same-origin).
+            csrf.exempt(blueprint)
+
+    @overload
+    def login_required(self, function: F, /) -> F: ...
+
+    @overload
+    def login_required(self, function: None = None, /, *, scopes: Iterable[str] | None = None) -> Callable[[F], F]: ...
+
+    def login_required(
+        self, function: F | None = None, /, *, scopes: Iterable[str] | None = None
+    ) -> F | Callable[[F], F]:
+        """Let only signed-in users reach a view, which gets a ``context`` keyword.
+
+        ``context["user"]`` holds the user's id token claims. With ``scopes``,
+        ``context`` also holds ``access_token``, ``token_type``,
+        ``expires_in`` and ``scopes``: a token from the user's cache, refreshed
+        when it expired. When no token can be had silently, the user signs in
+        again to consent to the scopes, and comes back.
+
+        A signed-out browser is sent to sign in; a caller that does not want
+        HTML (``Accept: application/json``, XHR) gets 401 with a JSON body.
+        ``OPTIONS`` requests pass through with ``context["user"] = None``.
+
+        Usage::
+
+            @app.route("/")
+            @auth.login_required
+            def index(*, context):
+                return render_template("index.html", user=context["user"])
+
+            @app.route("/call_api")
+            @auth.login_required(scopes=["User.Read"])
+            def call_api(*, context):
+                ...  # context["access_token"]
+        """
+        wanted = tuple(scopes or ())
+        self.known_scopes.update(wanted)
+        if function is None:
+            return functools.partial(self.login_required, scopes=wanted)
+        view = function
+
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            run = current_app.ensure_sync(view)
+            if request.method == "OPTIONS":
+                return run(*args, context={"user": None}, **kwargs)
+            context = self._context(wanted)
+            if context is None:
+                reason = "signed_out" if session_data.get_user(session) is None else "consent_required"
+                return self.unauthorized(reason=reason, scopes=wanted)
+            return run(*args, context=context, **kwargs)
+
+        return wrapper
+
+    def _context(self, scopes: tuple[str, ...]) -> dict[str, Any] | None:
+        user = session_data.get_user(session)
+        if user is None:
+            return None
+        if not scopes:
+            return {"user": user}
+        state = current_state()
+        account_id = session.get(session_data.ACCOUNT_KEY)
+        if not account_id:
+            return None
+        cache = session_data.load_cache(session)
+        token, _error = state.client.silent(scopes, cache, account_id)
+        session_data.save_cache(session, cache)
+        if token is None:
+            return None
+        granted = str(token.get("scope") or "").split() or list(scopes)
+        return {"user": user, **token, "scopes": granted}
+
+    def unauthorized(self, *, reason: str = "signed_out", scopes: Iterable[str] = ()) -> ResponseReturnValue:
+        """Answer a request a protected view refused.
+
+        Sends :data:`~identity_flask.signals.unauthorized`, then calls the
+        handler set with :meth:`unauthorized_handler` if any; otherwise
+        redirects a browser to sign in and answers other callers 401.
+
+        :param reason: ``"signed_out"`` or ``"consent_required"``.
+        :param scopes: the scopes the view asked for.
+        """
+        scopes = list(scopes)
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        signals.unauthorized.send(app, reason=reason, scopes=scopes)
+        if self._unauthorized_handler is not None:
+            handled: ResponseReturnValue = current_app.ensure_sync(self._unauthorized_handler)(
+                reason=reason, scopes=scopes
+            )
+            return handled
+        if not wants_html():
+            if reason == "consent_required":
+                raise NotSignedIn("Consent to more scopes is needed: sign in again.", error="interaction_required")
+            raise NotSignedIn("Sign in to use this resource.")
+        return redirect(current_state().login_url(next_url=current_path(), scopes=scopes))
+
+    def unauthorized_handler(self, handler: UnauthorizedHandler) -> UnauthorizedHandler:
+        """Set the function that answers refused requests; usable as a decorator.
+
+        It is called with keyword arguments ``reason`` and ``scopes`` and
+        returns a response::
+
+            @auth.unauthorized_handler
+            def ask_to_sign_in(*, reason, scopes):
+                return render_template("please_sign_in.html"), 401
+        """
+        self._unauthorized_handler = handler
+        return handler
+
+    def get_user(self) -> dict[str, Any] | None:
+        """The signed-in user's id token claims, or ``None``."""
+        return _current_user()
+
+    def get_edit_profile_url(self) -> str | None:
+        """A link that takes a B2C user through the edit-profile user flow and back.
+
+        ``None`` when no edit-profile flow is configured.
+        """
+        return current_state().edit_profile_url()
+
+    def get_reset_password_url(self) -> str | None:
+        """A link that takes a B2C user through the reset-password user flow.
+
+        ``None`` when no reset-password flow is configured.
+        """
+        return current_state().reset_password_url()
+
+
+def _is_local(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname in ("localhost", "127.0.0.1", "::1")

@@ -1,0 +1,191 @@
+"""The ``identity`` blueprint: login, the redirect URI (callback) and logout.
+
+Login and logout are served beside the callback's path, as ``identity.flask``
+does: with ``redirect_uri=http://host/auth/getAToken`` they are ``/auth/login``
+and ``/auth/logout``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, current_app, redirect, render_template, request, session
+from werkzeug.wrappers import Response
+
+from . import session_data, signals
+from .config import Settings
+from .errors import AccessDenied, IdentityError, ProviderError, ProviderUnavailable, SignInError
+from .redirects import safe_next
+from .state import FLOW_KINDS, AppState, current_state
+
+logger = logging.getLogger(__name__)
+
+#: Values of ``prompt`` a login link may ask for.
+PROMPTS = ("login", "select_account", "consent", "create", "none")
+
+#: B2C's answer when the user chose "Forgot your password?".
+B2C_FORGOT_PASSWORD = "AADB2C90118"
+
+
+def make_blueprint(settings: Settings) -> Blueprint:
+    """Build the blueprint for one app; its paths follow that app's redirect URI."""
+    bp = Blueprint("identity", __name__, template_folder="templates")
+    prefix = settings.routes_prefix
+    bp.add_url_rule(f"{prefix}/login", "login", login, methods=["GET"])
+    bp.add_url_rule(settings.redirect_path, "auth_response", auth_response, methods=["GET", "POST"])
+    bp.add_url_rule(f"{prefix}/logout", "logout", logout, methods=["GET", "POST"])
+    return bp
+
+
+def _start(state: AppState, kind: str, next_url: str, scopes: list[str], prompt: str | None) -> Response:
+    authority = state.authority(kind)
+    settings = state.settings
+    flow = state.client.start(
+        [*settings.scopes, *scopes] if kind == "sign_in" else [],
+        state.redirect_uri(),
+        authority=authority,
+        prompt=prompt if kind == "sign_in" else None,
+        response_mode=settings.response_mode,
+    )
+    entry = {
+        "flow": {k: v for k, v in flow.items() if k != "auth_uri"},
+        "next": next_url,
+        "kind": kind,
+    }
+    session_data.add_flow(
+        session, flow["state"], entry, ttl=settings.sign_in_timeout, keep=settings.max_pending_sign_ins
+    )
+    return redirect(flow["auth_uri"])
+
+
+def login() -> Response:
+    """Start a sign-in and send the browser to the provider.
+
+    Query arguments: ``next`` (a path on this site to return to), ``scopes``
+    (space-separated, each one a protected view asks for), ``flow``
+    (``edit_profile`` or ``reset_password`` for B2C) and ``prompt``.
+    """
+    state = current_state()
+    kind = request.args.get("flow", "sign_in")
+    if kind not in FLOW_KINDS or state.authority(kind) is None:
+        raise SignInError(f"This app has no {kind.replace('_', ' ')} flow configured.")
+    scopes = request.args.get("scopes", "").split()
+    unknown = [s for s in scopes if s not in state.auth.known_scopes]
+    if unknown:
+        raise SignInError("The sign-in asked for scopes this app does not use.", error="invalid_scope")
+    prompt = request.args.get("prompt") or state.settings.prompt
+    if prompt not in (None, *PROMPTS):
+        raise SignInError("Unknown prompt value.")
+    return _start(state, kind, safe_next(request.args.get("next")), scopes, prompt)
+
+
+def _provider_error(state: AppState, params: Any, entry: dict[str, Any]) -> Response:
+    error = str(params.get("error"))
+    description = str(params.get("error_description") or "")
+    if B2C_FORGOT_PASSWORD in description and state.settings.reset_password_authority is not None:
+        logger.info("B2C user asked to reset their password")
+        return _start(state, "reset_password", entry.get("next", "/"), [], None)
+    logger.warning("Provider answered the sign-in with %s", error)
+    shown = description or None
+    if error == "access_denied":
+        raise AccessDenied(shown or "The sign-in was cancelled.")
+    if error == "temporarily_unavailable":
+        raise ProviderUnavailable(shown, error=error)
+    if error == "server_error":
+        raise ProviderError(shown, error=error)
+    raise SignInError(shown or "The sign-in service refused the sign-in.", error=error)
+
+
+def auth_response() -> Response:
+    """The redirect URI: finish the sign-in the provider sent the browser back from."""
+    state = current_state()
+    settings = state.settings
+    params = request.form if request.method == "POST" else request.args
+    try:
+        response = _finish(state, settings, params)
+    except IdentityError as exc:
+        signals.sign_in_failed.send(current_app._get_current_object(), error=exc)  # type: ignore[attr-defined]
+        raise
+    return response
+
+
+def _finish(state: AppState, settings: Settings, params: Any) -> Response:
+    state_value = params.get("state")
+    if not state_value:
+        raise SignInError("The sign-in response is missing its state. Please sign in again.")
+    entry, expired = session_data.take_flow(session, state_value, ttl=settings.sign_in_timeout)
+    if entry is None:
+        raise SignInError(
+            "This sign-in response does not match a sign-in started in this browser, "
+            "or it was already used. Please sign in again.",
+            error="invalid_state",
+        )
+    if expired:
+        raise SignInError("The sign-in took too long and has expired. Please sign in again.", error="expired")
+    if params.get("error"):
+        return _provider_error(state, params, entry)
+    if not params.get("code"):
+        raise SignInError("The sign-in response carries no authorization code.")
+
+    kind = entry.get("kind", "sign_in")
+    cache = session_data.load_cache({})
+    result = state.client.finish(entry["flow"], params.to_dict(), cache, authority=state.authority(kind))
+    claims = result.get("id_token_claims") or {}
+    accounts = state.client.msal_app(cache, state.authority(kind)).get_accounts()
+    account_id = accounts[0]["home_account_id"] if accounts else None
+
+    previous = session_data.get_user(session)
+    same_user = previous is not None and _same_user(previous, claims)
+    cache_state = cache.serialize()
+    if same_user:
+        cache_state = session_data.merge_caches(session.get(session_data.CACHE_KEY), cache_state)
+        if kind != "sign_in":  # B2C's other user flows have accounts of their own
+            account_id = session.get(session_data.ACCOUNT_KEY) or account_id
+            claims = {**(previous or {}), **claims}
+
+    from .sessions import regenerate
+
+    regenerate(current_app, session)
+    if previous is not None and not same_user:
+        for key in (session_data.USER_KEY, session_data.ACCOUNT_KEY, session_data.CACHE_KEY):
+            session.pop(key, None)
+    session_data.sign_in(session, claims, account_id, cache_state)
+    logger.info("Signed in %s", claims.get("oid") or claims.get("sub"))
+    signals.signed_in.send(current_app._get_current_object(), user=claims)  # type: ignore[attr-defined]
+    return redirect(safe_next(entry.get("next")))
+
+
+def _same_user(previous: dict[str, Any], claims: dict[str, Any]) -> bool:
+    keys = ("oid", "sub") if previous.get("oid") else ("sub",)
+    return all(previous.get(k) == claims.get(k) for k in keys) and previous.get("tid") == claims.get("tid")
+
+
+def _same_origin() -> bool:
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("Origin")
+    return origin is None or origin.rstrip("/") == request.host_url.rstrip("/")
+
+
+def logout() -> Response | str:
+    """Forget the user here, then sign them out at the provider and come back.
+
+    A GET from another site only shows a confirmation button, so no page
+    elsewhere can sign the user out behind their back.
+    """
+    state = current_state()
+    if not _same_origin():
+        if request.method == "POST":
+            raise SignInError("Sign-out requests must come from this site.", error="invalid_request")
+        return render_template("identity/logout.html")
+    user = session_data.get_user(session)
+    session_data.sign_out(session)
+    signals.signed_out.send(current_app._get_current_object(), user=user)  # type: ignore[attr-defined]
+    return_to = state.post_logout_url()
+    try:
+        target = state.client.logout_url(return_to)
+    except ProviderUnavailable:
+        target = None  # signed out here; the provider's session is left to expire
+    return redirect(target or return_to)

@@ -1,0 +1,297 @@
+// A local OpenID Connect provider for identity_flask's tests and demo (oidc-provider 9.x).
+//
+//   node idp.mjs config.json
+//
+// Each entry of `tenants` is mounted as one Entra-shaped authority M:
+//   M/v2.0/.well-known/openid-configuration   (issuer <origin>M/v2.0)
+//   M/oauth2/v2.0/authorize, M/oauth2/v2.0/token, M/oauth2/v2.0/logout,
+//   M/discovery/v2.0/keys, M/openid/userinfo
+// An Entra tenant is "/<tenant-id>"; a B2C user flow "/<tenant>.onmicrosoft.com/B2C_1_<flow>".
+//
+// Helpers for tests, outside every mount:
+//   GET  /__health            "ok" once listening
+//   GET  /__log               the requests seen so far; POST /__log reads and clears
+//   POST /__fault             {"path": "/oauth2/v2.0/token", "status": 500, "delay": 0, "times": 1}
+//   DELETE /__fault           clears every fault
+//   POST /__revoke            drops every refresh token (as if they had expired)
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import Provider from 'oidc-provider';
+
+const defaults = {
+  host: '127.0.0.1',
+  port: 8443,
+  tls: { cert: 'certs/server.pem', key: 'certs/server.key' },
+  tenants: ['/11111111-2222-3333-4444-555555555555'],
+  tid: '11111111-2222-3333-4444-555555555555',
+  accessTokenTtl: 3600,
+  extraScopes: ['User.Read'],
+  clients: [],
+  users: {},
+};
+const cfg = { ...defaults, ...(process.argv[2] ? JSON.parse(fs.readFileSync(process.argv[2], 'utf8')) : {}) };
+const origin = `${cfg.tls ? 'https' : 'http'}://${cfg.host}:${cfg.port}`;
+
+const privateJwk = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+const jwks = { keys: [{ ...privateJwk, kid: 'local-key-1', use: 'sig', alg: 'RS256' }] };
+const accessTokenTtlByClient = new Map(cfg.clients.map((c) => [c.client_id, c.access_token_ttl]));
+
+// Any login and password are accepted; the login becomes `sub`, the other claims derive from it.
+function claimsFor(login) {
+  const oid = crypto.createHash('sha256').update(login).digest('hex')
+    .replace(/^(.{8})(.{4})(.{4})(.{4})(.{12}).*$/, '$1-$2-$3-$4-$5');
+  const username = login.includes('@') ? login : `${login}@example.test`;
+  const name = login.split('@')[0].replace(/^./, (c) => c.toUpperCase());
+  return {
+    sub: login,
+    oid,
+    tid: cfg.tid,
+    name,
+    preferred_username: username,
+    email: username,
+    email_verified: true,
+    given_name: name,
+    family_name: 'Test',
+    ...(cfg.users[login] || {}),
+  };
+}
+
+// An unbounded store: the built-in development adapter is an LRU that drops refresh tokens
+// after a few hundred sign-ins.
+const records = new Map();
+function current(key) {
+  const entry = records.get(key);
+  if (entry && entry.expiresAt <= Date.now()) records.delete(key);
+  return records.get(key)?.value;
+}
+class MemoryAdapter {
+  constructor(model) { this.model = model; }
+
+  key(id) { return `${this.model}:${id}`; }
+
+  async upsert(id, payload, expiresIn) {
+    const expiresAt = expiresIn ? Date.now() + expiresIn * 1000 : Infinity;
+    records.set(this.key(id), { value: payload, expiresAt });
+    if (payload.grantId) {
+      const grantKey = `grant:${payload.grantId}`;
+      records.set(grantKey, { value: [...(current(grantKey) || []), this.key(id)], expiresAt: Infinity });
+    }
+    if (payload.uid) records.set(`uid:${payload.uid}`, { value: id, expiresAt });
+    if (payload.userCode) records.set(`userCode:${payload.userCode}`, { value: id, expiresAt });
+  }
+
+  async find(id) { return current(this.key(id)); }
+
+  async findByUid(uid) { const id = current(`uid:${uid}`); return id && this.find(id); }
+
+  async findByUserCode(code) { const id = current(`userCode:${code}`); return id && this.find(id); }
+
+  async consume(id) {
+    const value = current(this.key(id));
+    if (value) value.consumed = Math.floor(Date.now() / 1000);
+  }
+
+  async destroy(id) { records.delete(this.key(id)); }
+
+  async revokeByGrantId(grantId) {
+    for (const key of current(`grant:${grantId}`) || []) records.delete(key);
+    records.delete(`grant:${grantId}`);
+  }
+}
+
+const isB2cMount = (mount) => /\/b2c_[^/]*$/i.test(mount);
+
+function mountProvider(mount, index) {
+  const provider = new Provider(`${origin}${mount}/v2.0`, {
+    clients: cfg.clients.map(({ access_token_ttl: _ttl, ...client }) => ({
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_post', // MSAL sends the secret in the body
+      ...client,
+    })),
+    jwks,
+    adapter: MemoryAdapter,
+    cookies: {
+      keys: ['local-provider-cookie-key'],
+      names: { session: `_session${index}`, interaction: `_interaction${index}`, resume: `_resume${index}` },
+    },
+    scopes: ['openid', 'offline_access', 'profile', 'email', ...cfg.extraScopes],
+    claims: {
+      openid: ['sub', 'oid', 'tid'],
+      profile: ['name', 'preferred_username', 'given_name', 'family_name', 'roles', 'groups'],
+      email: ['email', 'email_verified'],
+    },
+    conformIdTokenClaims: false, // profile claims in the id_token, as Entra does
+    findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => claimsFor(sub) }),
+    // No consent page: every requested scope is granted, like an admin-consented Entra app.
+    loadExistingGrant: async (ctx) => {
+      const grantId = ctx.oidc.result?.consent?.grantId || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+      const grant = (grantId && await ctx.oidc.provider.Grant.find(grantId))
+        || new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
+      grant.addOIDCScope([...ctx.oidc.requestParamOIDCScopes].join(' '));
+      await grant.save();
+      return grant;
+    },
+    // OIDC Core issues refresh tokens only with prompt=consent, which MSAL never sends; Entra
+    // issues them to every client allowed the grant.
+    issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+    expiresWithSession: async () => false,
+    pkce: { required: () => true },
+    clockTolerance: 0, // so a 5-second access token really expires after 5 seconds
+    ttl: {
+      AccessToken: (ctx, token, client) => accessTokenTtlByClient.get(client?.clientId) ?? cfg.accessTokenTtl,
+      IdToken: 3600,
+      RefreshToken: 14 * 24 * 3600,
+      Interaction: 3600,
+      Session: 14 * 24 * 3600,
+      Grant: 14 * 24 * 3600,
+    },
+    features: {
+      devInteractions: { enabled: true }, // the login page at M/interaction/<uid>
+      rpInitiatedLogout: {
+        enabled: true,
+        logoutSource: async (ctx, form) => { // Entra signs out without asking
+          ctx.body = `<!DOCTYPE html><html><head><title>Sign out</title></head><body>${form}
+<button type="submit" form="op.logoutForm" name="logout" value="yes" id="logout-yes">Sign out</button>
+<script>document.getElementById('logout-yes').click()</script></body></html>`;
+        },
+      },
+      revocation: { enabled: true },
+      userinfo: { enabled: true },
+    },
+    routes: {
+      authorization: '/oauth2/v2.0/authorize',
+      token: '/oauth2/v2.0/token',
+      end_session: '/oauth2/v2.0/logout',
+      jwks: '/discovery/v2.0/keys',
+      userinfo: '/openid/userinfo',
+      revocation: '/oauth2/v2.0/revoke',
+    },
+  });
+
+  provider.use(async (ctx, next) => {
+    // Entra's prompt values that oidc-provider refuses: select_account shows the login form
+    // again, create is dropped.
+    if (ctx.path === '/oauth2/v2.0/authorize' && typeof ctx.query.prompt === 'string') {
+      const query = { ...ctx.query };
+      const prompts = new Set(query.prompt.split(' ')
+        .map((p) => (p === 'select_account' ? 'login' : p))
+        .filter((p) => p && p !== 'create'));
+      if (prompts.size) query.prompt = [...prompts].join(' '); else delete query.prompt;
+      ctx.query = query;
+    }
+    // MSAL sends offline_access again with every refresh; the refresh token never holds it here.
+    if (ctx.method === 'POST' && ctx.path === '/oauth2/v2.0/token' && ctx.is('application/x-www-form-urlencoded')) {
+      const chunks = [];
+      for await (const chunk of ctx.req) chunks.push(chunk);
+      const body = new URLSearchParams(Buffer.concat(chunks).toString());
+      if (body.get('grant_type') === 'refresh_token' && body.has('scope')) {
+        body.set('scope', body.get('scope').split(' ').filter((s) => s !== 'offline_access').join(' '));
+      }
+      ctx.req.body = body.toString();
+    }
+    // B2C answers "Forgot your password?" with access_denied and the code AADB2C90118.
+    const forgot = ctx.path.match(/^\/interaction\/([^/]+)\/forgot$/);
+    if (forgot && isB2cMount(mount)) {
+      await provider.interactionFinished(ctx.req, ctx.res, {
+        error: 'access_denied',
+        error_description: 'AADB2C90118: The user has forgotten their password.',
+      }, { mergeWithLastSubmission: false });
+      ctx.respond = false;
+      return;
+    }
+    await next();
+    if (isB2cMount(mount) && /^\/interaction\/[^/]+$/.test(ctx.path) && typeof ctx.body === 'string') {
+      ctx.body = ctx.body.replace('</form>', `</form><a href="${ctx.path}/forgot" id="forgot-password">Forgot your password?</a>`);
+    }
+  });
+  provider.on('server_error', (ctx, err) => console.error('server_error', err));
+  return { mount, provider, handle: provider.callback() };
+}
+
+const mounts = cfg.tenants.map(mountProvider);
+const requestLog = [];
+let faults = [];
+
+function readJson(req) {
+  return new Promise((resolve) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      try { resolve(JSON.parse(Buffer.concat(chunks).toString() || '{}')); } catch { resolve({}); }
+    });
+  });
+}
+
+function sendJson(res, value, status = 200) {
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify(value));
+}
+
+async function helper(req, res, url) {
+  if (url.pathname === '/__health') return res.end('ok');
+  if (url.pathname === '/__log') {
+    sendJson(res, requestLog);
+    if (req.method === 'POST') requestLog.length = 0;
+    return undefined;
+  }
+  if (url.pathname === '/__fault') {
+    if (req.method === 'DELETE') faults = [];
+    else faults.push({ status: 0, delay: 0, times: 1, ...(await readJson(req)) });
+    return sendJson(res, faults);
+  }
+  if (url.pathname === '/__revoke') {
+    let dropped = 0;
+    for (const key of [...records.keys()]) {
+      if (key.startsWith('RefreshToken:')) { records.delete(key); dropped += 1; }
+    }
+    return sendJson(res, { dropped });
+  }
+  return sendJson(res, { error: 'not_found' }, 404);
+}
+
+async function route(req, res) {
+  const url = new URL(req.url, origin);
+  if (url.pathname.startsWith('/__')) return helper(req, res, url);
+  requestLog.push({ t: Date.now(), method: req.method, path: url.pathname, ua: req.headers['user-agent'] || '' });
+  if (requestLog.length > 10000) requestLog.shift();
+
+  const fault = faults.find((f) => f.times > 0 && url.pathname.endsWith(f.path || ''));
+  if (fault) {
+    fault.times -= 1;
+    if (fault.delay) await new Promise((resolve) => { setTimeout(resolve, fault.delay); });
+    if (fault.status) {
+      return sendJson(res, { error: 'server_error', error_description: 'injected fault' }, fault.status);
+    }
+  }
+
+  const target = mounts.find((m) => url.pathname === m.mount || url.pathname.startsWith(`${m.mount}/`));
+  if (!target) return sendJson(res, { error: 'not_found' }, 404);
+  let rest = req.url.slice(target.mount.length) || '/';
+  if (rest.startsWith('/v2.0/.well-known/')) rest = rest.slice('/v2.0'.length);
+  // Entra takes logout?post_logout_redirect_uri=... without client_id; find the client by its URI.
+  const postLogout = url.searchParams.get('post_logout_redirect_uri');
+  if (rest.startsWith('/oauth2/v2.0/logout') && postLogout && !url.searchParams.has('client_id')
+      && !url.searchParams.has('id_token_hint')) {
+    const client = cfg.clients.find((c) => (c.post_logout_redirect_uris || []).includes(postLogout));
+    if (client) rest += `&client_id=${encodeURIComponent(client.client_id)}`;
+  }
+  req.originalUrl = target.mount + rest;
+  req.baseUrl = target.mount;
+  req.url = rest;
+  return target.handle(req, res);
+}
+
+const server = cfg.tls
+  ? https.createServer({ cert: fs.readFileSync(cfg.tls.cert), key: fs.readFileSync(cfg.tls.key) }, route)
+  : http.createServer(route);
+server.listen(cfg.port, cfg.host, () => {
+  console.log(`idp listening on ${origin}`);
+  for (const m of mounts) console.log(`  ${origin}${m.mount}/v2.0/.well-known/openid-configuration`);
+});
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => { server.close(() => process.exit(0)); server.closeAllConnections(); });
+}
