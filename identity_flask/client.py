@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
@@ -23,6 +24,13 @@ from .config import Authority, Settings
 from .errors import ProviderError, ProviderUnavailable, SignInError
 
 logger = logging.getLogger(__name__)
+
+# MSAL warns on every sign-in that does not use form_post. The default here is the
+# query response on purpose: it works with SameSite=Lax session cookies, PKCE makes
+# a leaked code useless, and the callback answers with a redirect that sends no
+# Referer and is not cached. Apps that can serve SameSite=None cookies may choose
+# form_post.
+warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended", category=UserWarning)
 
 #: Keys of an MSAL token result that a view may see. The refresh token and the
 #: raw id token stay in the token cache.

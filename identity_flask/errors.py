@@ -29,7 +29,10 @@ def wants_html() -> bool:
     mode = request.headers.get("Sec-Fetch-Mode")
     if mode and mode not in ("navigate", "nested-navigate"):
         return False
-    return request.accept_mimetypes.best_match(["text/html", "application/json"]) == "text/html"
+    accept = request.accept_mimetypes
+    if not accept:  # no Accept header: anything will do, as for a plain link
+        return True
+    return accept.best_match(["text/html", "application/json"]) == "text/html"
 
 
 class IdentityError(HTTPException):

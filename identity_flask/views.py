@@ -17,6 +17,7 @@ from . import session_data, signals
 from .config import Settings
 from .errors import AccessDenied, IdentityError, ProviderError, ProviderUnavailable, SignInError
 from .redirects import safe_next
+from .sessions import regenerate
 from .state import FLOW_KINDS, AppState, current_state
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,9 @@ def auth_response() -> Response:
     except IdentityError as exc:
         signals.sign_in_failed.send(current_app._get_current_object(), error=exc)  # type: ignore[attr-defined]
         raise
+    # The URL held an authorization code: keep it out of Referer headers and caches.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -144,13 +148,8 @@ def _finish(state: AppState, settings: Settings, params: Any) -> Response:
             account_id = session.get(session_data.ACCOUNT_KEY) or account_id
             claims = {**(previous or {}), **claims}
 
-    from .sessions import regenerate
-
-    regenerate(current_app, session)
-    if previous is not None and not same_user:
-        for key in (session_data.USER_KEY, session_data.ACCOUNT_KEY, session_data.CACHE_KEY):
-            session.pop(key, None)
     session_data.sign_in(session, claims, account_id, cache_state)
+    regenerate(current_app, session)
     logger.info("Signed in %s", claims.get("oid") or claims.get("sub"))
     signals.signed_in.send(current_app._get_current_object(), user=claims)  # type: ignore[attr-defined]
     return redirect(safe_next(entry.get("next")))

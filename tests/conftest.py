@@ -1,0 +1,140 @@
+"""Fixtures: the local OpenID Connect provider, apps configured against it, sign-in helpers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+sys.path.insert(0, str(Path(__file__).parent / "idp"))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from localidp import (  # noqa: E402
+    B2C_EDIT_PROFILE,
+    B2C_RESET_PASSWORD,
+    B2C_SIGN_IN,
+    B2C_TENANT,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    LocalProvider,
+    free_port,
+    path_and_query,
+)
+from testapp import create_app  # noqa: E402
+
+APP_PORT = free_port()
+APP_ORIGIN = f"http://127.0.0.1:{APP_PORT}"
+REDIRECT_URI = f"{APP_ORIGIN}/getAToken"
+
+
+@pytest.fixture(scope="session")
+def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProvider]:
+    """The local provider, shared by the whole run."""
+    origins = [APP_ORIGIN, "http://localhost"]
+    local = LocalProvider(
+        tmp_path_factory.mktemp("idp"),
+        redirect_uris=[f"{o}{p}" for o in origins for p in ("/getAToken", "/auth/redirect")],
+        post_logout_redirect_uris=[f"{o}{p}" for o in origins for p in ("/", "/signed-out")],
+        users={"admin": {"roles": ["Admin"], "name": "Ada Admin"}},
+    )
+    local.start()
+    saved = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+    os.environ["REQUESTS_CA_BUNDLE"] = os.environ["CURL_CA_BUNDLE"] = str(local.ca_bundle)
+    yield local
+    local.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def idp(provider: LocalProvider) -> Iterator[LocalProvider]:
+    """The provider with a clean request log and no faults left by other tests."""
+    provider.clear_faults()
+    provider.log(clear=True)
+    yield provider
+    provider.clear_faults()
+
+
+def entra_settings(provider: LocalProvider, **extra: Any) -> dict[str, Any]:
+    return {
+        "client_id": CLIENT_ID,
+        "client_credential": CLIENT_SECRET,
+        "redirect_uri": REDIRECT_URI,
+        "authority": provider.entra_authority,
+        **extra,
+    }
+
+
+def b2c_settings(provider: LocalProvider, **extra: Any) -> dict[str, Any]:
+    return {
+        "client_id": CLIENT_ID,
+        "client_credential": CLIENT_SECRET,
+        "redirect_uri": REDIRECT_URI,
+        "b2c_tenant_name": B2C_TENANT,
+        "b2c_signup_signin_user_flow": B2C_SIGN_IN,
+        "b2c_edit_profile_user_flow": B2C_EDIT_PROFILE,
+        "b2c_reset_password_user_flow": B2C_RESET_PASSWORD,
+        "b2c_authority_host": provider.origin,
+        **extra,
+    }
+
+
+@pytest.fixture
+def make_app(idp: LocalProvider, tmp_path: Path) -> Callable[..., Flask]:
+    """Build a test app; keyword arguments are ``IDENTITY_*`` settings over the Entra-shaped ones."""
+    count = 0
+
+    def build(**settings: Any) -> Flask:
+        nonlocal count
+        count += 1
+        merged = entra_settings(idp, **settings)
+        return create_app(str(tmp_path / f"sessions{count}"), **{k: v for k, v in merged.items() if v is not None})
+
+    return build
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+class SignIn:
+    """Sign a test client in through the provider, the way a browser would."""
+
+    def __init__(self, provider: LocalProvider) -> None:
+        self.provider = provider
+
+    def start(self, client: FlaskClient, path: str = "/profile", **headers: str) -> str:
+        """Follow the app's redirects from ``path`` to the provider; return the provider URL."""
+        response = client.get(path, headers=headers)
+        while response.status_code == 302 and not response.location.startswith(self.provider.origin):
+            response = client.get(path_and_query(response.location))
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return response.location
+
+    def finish(self, client: FlaskClient, callback_url: str) -> Any:
+        return client.get(path_and_query(callback_url))
+
+    def __call__(self, client: FlaskClient, path: str = "/profile", login: str = "alice", **kw: Any) -> Any:
+        auth_uri = self.start(client, path)
+        callback = self.provider.sign_in(auth_uri, login=login, **kw)
+        return self.finish(client, callback)
+
+
+@pytest.fixture
+def sign_in(idp: LocalProvider) -> SignIn:
+    return SignIn(idp)
+
+
+def session_cookie(client: FlaskClient) -> str | None:
+    cookie = client.get_cookie("session")
+    return cookie.value if cookie else None

@@ -1,0 +1,271 @@
+"""Start, drive and stop the local OpenID Connect provider (``idp.mjs``).
+
+Used by the test suite's fixtures, the benchmarks and the demo command::
+
+    provider = LocalProvider(workdir, redirect_uris=[...], post_logout_redirect_uris=[...])
+    provider.start()          # TLS on 127.0.0.1, a fresh CA in workdir
+    ...
+    provider.stop()
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urljoin, urlsplit
+
+import requests
+
+HERE = Path(__file__).resolve().parent
+
+TENANT_ID = "11111111-2222-3333-4444-555555555555"
+B2C_TENANT = "contoso"
+B2C_SIGN_IN = "B2C_1_signupsignin"
+B2C_EDIT_PROFILE = "B2C_1_editprofile"
+B2C_RESET_PASSWORD = "B2C_1_reset"
+EXTERNAL_ID_TENANT = "contosoext.onmicrosoft.com"
+CLIENT_ID = "local-client"
+CLIENT_SECRET = "local-client-secret-0123456789"
+#: A client whose access tokens live 5 seconds: MSAL refreshes them on every use.
+SHORT_CLIENT_ID = "short-lived-client"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def system_ca_bundle() -> str:
+    """The CA bundle requests would use without our test CA."""
+    for candidate in (os.environ.get("REQUESTS_CA_BUNDLE"), "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and os.path.exists(candidate) and "identity-idp" not in candidate:
+            return candidate
+    import certifi
+
+    return str(certifi.where())
+
+
+class LocalProvider:
+    """One ``node idp.mjs`` process on 127.0.0.1 over TLS.
+
+    :param workdir: where certificates, the config and the log are written.
+    :param redirect_uris: the redirect URIs the clients may use.
+    :param post_logout_redirect_uris: where sign-out may return to.
+    :param port: a fixed port, or 0 for a free one.
+    :param users: per-login claim overrides, e.g. ``{"alice": {"roles": ["Admin"]}}``.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        redirect_uris: Iterable[str],
+        post_logout_redirect_uris: Iterable[str],
+        port: int = 0,
+        users: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.origin = f"https://127.0.0.1:{self.port}"
+        self.redirect_uris = list(redirect_uris)
+        self.post_logout_redirect_uris = list(post_logout_redirect_uris)
+        self.users = users or {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.ca_path = self.workdir / "certs" / "ca.pem"
+        #: System CAs plus this provider's CA; point REQUESTS_CA_BUNDLE at it.
+        self.ca_bundle = self.workdir / "certs" / "identity-idp-bundle.pem"
+
+    # URLs of each kind of authority this provider serves.
+    @property
+    def entra_authority(self) -> str:
+        return f"{self.origin}/{TENANT_ID}"
+
+    @property
+    def oidc_authority(self) -> str:
+        return f"{self.origin}/{TENANT_ID}/v2.0"
+
+    @property
+    def external_id_authority(self) -> str:
+        return f"{self.origin}/{EXTERNAL_ID_TENANT}"
+
+    @property
+    def userinfo_endpoint(self) -> str:
+        return f"{self.origin}/{TENANT_ID}/openid/userinfo"
+
+    def _write_certs(self) -> None:
+        import trustme
+
+        certs = self.workdir / "certs"
+        certs.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        leaf = ca.issue_cert("127.0.0.1", "localhost", "::1")
+        ca.cert_pem.write_to_path(str(self.ca_path))
+        leaf.private_key_pem.write_to_path(str(certs / "server.key"))
+        with open(certs / "server.pem", "wb") as out:
+            for blob in leaf.cert_chain_pems:
+                out.write(blob.bytes())
+        with open(self.ca_bundle, "wb") as out:
+            out.write(Path(system_ca_bundle()).read_bytes())
+            out.write(b"\n")
+            out.write(self.ca_path.read_bytes())
+
+    def config(self) -> dict[str, Any]:
+        client = {
+            "client_secret": CLIENT_SECRET,
+            "redirect_uris": self.redirect_uris,
+            "post_logout_redirect_uris": self.post_logout_redirect_uris,
+        }
+        return {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "tls": {"cert": str(self.workdir / "certs" / "server.pem"), "key": str(self.workdir / "certs" / "server.key")},
+            "tenants": [
+                f"/{TENANT_ID}",
+                f"/{EXTERNAL_ID_TENANT}",
+                f"/{B2C_TENANT}.onmicrosoft.com/{B2C_SIGN_IN}",
+                f"/{B2C_TENANT}.onmicrosoft.com/{B2C_EDIT_PROFILE}",
+                f"/{B2C_TENANT}.onmicrosoft.com/{B2C_RESET_PASSWORD}",
+            ],
+            "tid": TENANT_ID,
+            "accessTokenTtl": 3600,
+            "extraScopes": ["User.Read", "Files.Read", "api://local/access"],
+            "clients": [
+                {"client_id": CLIENT_ID, **client},
+                {"client_id": SHORT_CLIENT_ID, **client, "access_token_ttl": 5},
+            ],
+            "users": self.users,
+        }
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start the process and wait until it answers."""
+        if not (HERE / "node_modules" / "oidc-provider").is_dir():
+            raise RuntimeError(f"The local provider's packages are missing: run `npm ci --prefix {HERE}`.")
+        node = shutil.which("node")
+        if node is None:
+            raise RuntimeError("Node.js 18+ is needed to run the local identity provider.")
+        self._write_certs()
+        config_path = self.workdir / "idp-config.json"
+        config_path.write_text(json.dumps(self.config(), indent=2))
+        log = open(self.workdir / "idp.log", "wb")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [node, str(HERE / "idp.mjs"), str(config_path)], cwd=HERE, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"The local provider exited: {(self.workdir / 'idp.log').read_text()}")
+            try:
+                if requests.get(f"{self.origin}/__health", verify=str(self.ca_path), timeout=1).ok:
+                    return
+            except requests.RequestException:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("The local provider did not start in time.")
+
+    def stop(self) -> None:
+        """Stop the process."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = requests.request(method, self.origin + path, verify=str(self.ca_path), timeout=10, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    def log(self, *, clear: bool = False) -> list[dict[str, Any]]:
+        """The requests the provider saw (and forget them, with ``clear``)."""
+        result: list[dict[str, Any]] = self._call("POST" if clear else "GET", "/__log")
+        return result
+
+    def fault(self, path: str, *, status: int = 0, delay: int = 0, times: int = 1) -> None:
+        """Make the next ``times`` requests whose path ends with ``path`` fail or stall."""
+        self._call("POST", "/__fault", json={"path": path, "status": status, "delay": delay, "times": times})
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/__fault")
+
+    def revoke_refresh_tokens(self) -> int:
+        """Drop every refresh token, as if they had expired."""
+        return int(self._call("POST", "/__revoke")["dropped"])
+
+    def sign_in(
+        self,
+        auth_uri: str,
+        *,
+        login: str = "alice",
+        password: str = "any-password",
+        browser: requests.Session | None = None,
+        action: str = "login",
+    ) -> str:
+        """Play the user on the provider's pages, without a browser.
+
+        :param action: ``login``; ``cancel`` (the user cancels) or ``forgot``
+            (B2C's "Forgot your password?").
+        :param browser: a session holding the provider's cookies, for single sign-on.
+        :return: the URL the provider sends the browser back to, with its query;
+            for ``form_post``, that URL with the posted fields as its query.
+        """
+        http = browser or requests.Session()
+        http.verify = str(self.ca_path)
+        response = http.get(auth_uri, allow_redirects=False, timeout=10)
+        for _ in range(12):
+            if response.is_redirect:
+                url = urljoin(response.url, response.headers["Location"])
+                if not url.startswith(self.origin):
+                    return url
+                response = http.get(url, allow_redirects=False, timeout=10)
+                continue
+            form = re.search(r'<form[^>]*action="([^"]+)"', response.text)
+            if form is None:
+                raise RuntimeError(f"Unexpected provider page: {response.status_code} {response.text[:300]}")
+            target = urljoin(response.url, html.unescape(form.group(1)))
+            if not target.startswith(self.origin):  # form_post: the page posts to the app
+                fields = re.findall(r'name="([^"]+)" value="([^"]*)"', response.text)
+                query = "&".join(f"{k}={requests.utils.quote(html.unescape(v), safe='')}" for k, v in fields)
+                return f"{target}?{query}"
+            if action == "cancel":
+                abort = re.search(r'href="([^"]*abort[^"]*)"', response.text)
+                assert abort is not None, "no cancel link on the login page"
+                response = http.get(urljoin(response.url, html.unescape(abort.group(1))), allow_redirects=False)
+                continue
+            if action == "forgot":
+                forgot = re.search(r'href="([^"]*/forgot)"', response.text)
+                assert forgot is not None, "no forgot-password link on the login page"
+                response = http.get(urljoin(response.url, html.unescape(forgot.group(1))), allow_redirects=False)
+                continue
+            hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', response.text))
+            if "op.logoutForm" in response.text:  # the provider's sign-out confirmation
+                data = {**hidden, "logout": "yes"}
+            else:
+                data = {**hidden, "prompt": "login", "login": login, "password": password}
+            response = http.post(target, data=data, allow_redirects=False, timeout=10)
+        raise RuntimeError("The provider never sent the browser back to the app.")
+
+
+def query_of(url: str) -> dict[str, str]:
+    """The query arguments of ``url``."""
+    return dict(parse_qsl(urlsplit(url).query))
+
+
+def path_and_query(url: str) -> str:
+    """``url`` without scheme and host, for Flask's test client."""
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")

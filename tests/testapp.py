@@ -1,0 +1,84 @@
+"""The Flask app the integration and browser tests sign in to."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from cachelib.file import FileSystemCache
+from flask import Flask, jsonify, render_template_string
+
+from identity_flask import Auth
+
+PAGE = """<!DOCTYPE html><html><head><title>{{ title }}</title></head><body>
+<h1>{{ title }}</h1>
+{% if user %}<p id="user">Signed in as <span id="name">{{ user.name }}</span>
+ (<span id="username">{{ user.preferred_username }}</span>)</p>
+<a id="logout" href="{{ url_for('identity.logout') }}">Sign out</a>{% else %}
+<p id="anonymous">Not signed in</p><a id="login" href="{{ url_for('identity.login') }}">Sign in</a>{% endif %}
+{% if token %}<p id="token-length">{{ token|length }}</p>{% endif %}
+</body></html>"""
+
+
+def create_app(session_dir: str, *, auth: Auth | None = None, **settings: Any) -> Flask:
+    """An app with public, protected, scoped, async and API views.
+
+    :param settings: ``IDENTITY_*`` keys without the prefix, e.g. ``authority=...``.
+    """
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY="test-only-secret",
+        SESSION_TYPE="cachelib",
+        SESSION_CACHELIB=FileSystemCache(session_dir, threshold=0),
+    )
+    for name, value in settings.items():
+        app.config["IDENTITY_" + name.upper()] = value
+    auth = auth or Auth()
+    auth.init_app(app)
+
+    @app.route("/")
+    def home() -> str:
+        return render_template_string(PAGE, title="Home", user=auth.get_user())
+
+    @app.route("/signed-out")
+    def signed_out_page() -> str:
+        return render_template_string(PAGE, title="Signed out", user=auth.get_user())
+
+    @app.route("/profile")
+    @auth.login_required
+    def profile(*, context: dict[str, Any]) -> str:
+        return render_template_string(PAGE, title="Profile", user=context["user"])
+
+    @app.route("/graph")
+    @auth.login_required(scopes=["User.Read"])
+    def graph(*, context: dict[str, Any]) -> str:
+        return render_template_string(PAGE, title="Graph", user=context["user"], token=context["access_token"])
+
+    @app.route("/files")
+    @auth.login_required(scopes=["Files.Read"])
+    def files(*, context: dict[str, Any]) -> Any:
+        return jsonify(scopes=context["scopes"], expires_in=context["expires_in"], keys=sorted(context))
+
+    @app.route("/whoami")
+    @auth.login_required
+    def whoami(*, context: dict[str, Any]) -> Any:
+        return jsonify(sub=context["user"]["sub"], name=context["user"].get("name"))
+
+    @app.route("/token")
+    @auth.login_required(scopes=["User.Read"])
+    def token(*, context: dict[str, Any]) -> Any:
+        return jsonify(sub=context["user"]["sub"], access_token=context["access_token"])
+
+    @app.route("/async")
+    @auth.login_required
+    async def async_view(*, context: dict[str, Any]) -> Any:
+        await asyncio.sleep(0)
+        return jsonify(sub=context["user"]["sub"], view="async")
+
+    @app.route("/cors", methods=["GET", "OPTIONS"])
+    @auth.login_required
+    def cors(*, context: dict[str, Any]) -> Any:
+        return jsonify(user=context["user"])
+
+    app.extensions["test_auth"] = auth
+    return app
