@@ -138,3 +138,65 @@ def sign_in(idp: LocalProvider) -> SignIn:
 def session_cookie(client: FlaskClient) -> str | None:
     cookie = client.get_cookie("session")
     return cookie.value if cookie else None
+
+
+class LiveServer:
+    """A Flask app served by werkzeug in a background thread, on a real port."""
+
+    def __init__(self, app: Flask, port: int) -> None:
+        import threading
+
+        from werkzeug.serving import make_server
+
+        self.url = f"http://127.0.0.1:{port}"
+        self._server = make_server("127.0.0.1", port, app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def live_app(make_app: Callable[..., Flask]) -> Iterator[LiveServer]:
+    """The test app on APP_PORT, the port the provider knows as its redirect URI."""
+    with LiveServer(make_app(), APP_PORT) as server:
+        yield server
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's chromium driven by Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run `make install` (apt-get install chromium).")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context (no cookies) that trusts the local provider's certificate."""
+    context = browser.new_context(ignore_https_errors=True)
+    context.set_default_timeout(15000)
+    yield context.new_page()
+    context.close()

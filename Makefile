@@ -1,0 +1,31 @@
+# make demo   run the sample app against the local identity provider
+# make test   install everything, then lint, type-check and run the whole test suite
+PY := .venv/bin/python
+
+.PHONY: install demo test lint docs bench load clean
+
+install:
+	bash scripts/bootstrap.sh
+
+demo: install
+	$(PY) scripts/demo.py
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check identity_flask
+	$(PY) -m mypy
+
+test: lint
+	$(PY) -m pytest
+
+docs: install
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+bench: install
+	$(PY) benchmarks/bench.py
+
+load: install
+	$(PY) benchmarks/load.py
+
+clean:
+	rm -rf .venv tests/idp/node_modules docs/_build .pytest_cache .mypy_cache .ruff_cache

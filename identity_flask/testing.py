@@ -1,0 +1,1 @@
+"""Test helpers for apps that use identity_flask (a pytest plugin)."""

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install everything the tests, the demo and the docs need, on a fresh Debian machine
+# with Python 3.10+ and Node 18+. Safe to run again: each step is skipped when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_debian=()
+command -v chromium >/dev/null 2>&1 || want_debian+=(chromium)
+command -v redis-server >/dev/null 2>&1 || want_debian+=(redis-server)
+if [ "${#want_debian[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "== installing Debian packages: ${want_debian[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${want_debian[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
+  python3 -m venv .venv
+fi
+stamp=.venv/.installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ sample/requirements.txt -nt "$stamp" ]; then
+  echo "== installing Python packages"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[dev,docs]"
+  touch "$stamp"
+fi
+
+if [ ! -d tests/idp/node_modules/oidc-provider ] || [ tests/idp/package-lock.json -nt tests/idp/node_modules ]; then
+  echo "== installing the local provider's npm packages"
+  npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
+fi
