@@ -64,6 +64,9 @@ def provider_calls(action: str) -> Iterator[None]:
     except requests.exceptions.RequestException as exc:
         logger.warning("Identity provider unreachable while %s: %s", action, type(exc).__name__)
         raise ProviderUnavailable("The sign-in service could not be reached. Please try again in a moment.") from None
+    except msal.exceptions.MsalServiceError as exc:
+        logger.warning("Identity provider failed while %s: %s", action, type(exc).__name__)
+        raise ProviderError("The sign-in service failed. Please try again in a moment.") from None
 
 
 class IdentityClient:

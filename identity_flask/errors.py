@@ -63,10 +63,10 @@ class IdentityError(HTTPException):
         environ: Any = None,
         scope: dict[str, Any] | None = None,
     ) -> SansIOResponse:
-        headers = self.get_headers(environ, scope)
+        headers = [(k, v) for k, v in self.get_headers(environ, scope) if k.lower() != "content-type"]
         if not wants_html():
             body = json.dumps(self.as_dict())
-            return Response(body, self.code, [("Content-Type", "application/json")])
+            return Response(body, self.code, [*headers, ("Content-Type", "application/json")])
         state = current_app.extensions.get("identity")
         page = render_template(
             "identity/auth_error.html",
@@ -77,9 +77,7 @@ class IdentityError(HTTPException):
             retry_url=state.login_url() if state is not None else None,
             reset_password_url=state.reset_password_url() if state is not None else None,
         )
-        headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
-        headers.append(("Content-Type", "text/html; charset=utf-8"))
-        return Response(page, self.code, headers)
+        return Response(page, self.code, [*headers, ("Content-Type", "text/html; charset=utf-8")])
 
 
 class SignInError(IdentityError):

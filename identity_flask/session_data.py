@@ -87,14 +87,17 @@ def take_flow(session: Session, state: str, *, ttl: int) -> tuple[dict[str, Any]
 
     :return: ``(entry, expired)``; ``entry`` is ``None`` when no such sign-in is pending.
     """
+    now = int(time.time())
     flows = _flows(session)
     entry = flows.pop(state, None)
     if entry is None:
         return None, False
-    session[FLOWS_KEY] = flows
-    if not flows:
+    live = {k: v for k, v in flows.items() if now - int(v.get("created", 0)) < ttl}
+    if live:
+        session[FLOWS_KEY] = live
+    else:
         del session[FLOWS_KEY]
-    return entry, int(time.time()) - int(entry.get("created", 0)) >= ttl
+    return entry, now - int(entry.get("created", 0)) >= ttl
 
 
 def _flows(session: Session) -> dict[str, Any]:

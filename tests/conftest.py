@@ -93,11 +93,11 @@ def make_app(idp: LocalProvider, tmp_path: Path) -> Callable[..., Flask]:
     """Build a test app; keyword arguments are ``IDENTITY_*`` settings over the Entra-shaped ones."""
     count = 0
 
-    def build(**settings: Any) -> Flask:
+    def build(flask_config: dict[str, Any] | None = None, **settings: Any) -> Flask:
         nonlocal count
         count += 1
-        merged = entra_settings(idp, **settings)
-        return create_app(str(tmp_path / f"sessions{count}"), **{k: v for k, v in merged.items() if v is not None})
+        merged = {k: v for k, v in entra_settings(idp, **settings).items() if v is not None}
+        return create_app(str(tmp_path / f"sessions{count}"), flask_config=flask_config, **merged)
 
     return build
 
@@ -180,9 +180,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's chromium driven by Playwright (never a downloaded browser)."""
+    """Debian's chromium driven by Playwright (never a downloaded browser).
+
+    Module-scoped: Playwright's sync API runs an event loop in the main thread
+    while it lives, which async views (run through asgiref) must not meet.
+    """
     from playwright.sync_api import sync_playwright
 
     if not os.path.exists(CHROMIUM):

@@ -57,7 +57,9 @@ def test_bad_settings_fail_fast_naming_the_setting(tmp_path: Path, given: dict[s
 
 
 def test_settings_come_from_app_config_when_not_given(tmp_path: Path) -> None:
-    app = new_app(tmp_path, **{f"IDENTITY_{k.upper()}": v for k, v in BASE.items()}, IDENTITY_SCOPES="User.Read Mail.Read")
+    app = new_app(
+        tmp_path, **{f"IDENTITY_{k.upper()}": v for k, v in BASE.items()}, IDENTITY_SCOPES="User.Read Mail.Read"
+    )
     settings = resolve(app, {})
     assert settings.client_id == "cid"
     assert settings.authority.url == AUTHORITY and settings.authority.kind == "entra"
@@ -93,7 +95,12 @@ def test_prefixed_environment_variables_configure_the_app(tmp_path: Path, monkey
             "https://contoso.ciamlogin.com/contoso.onmicrosoft.com",
             False,
         ),
-        ({"authority": None, "oidc_authority": "https://id.example.com/t/v2.0/"}, "oidc", "https://id.example.com/t/v2.0", None),
+        (
+            {"authority": None, "oidc_authority": "https://id.example.com/t/v2.0/"},
+            "oidc",
+            "https://id.example.com/t/v2.0",
+            None,
+        ),
         (
             {"authority": None, "b2c_tenant_name": "contoso", "b2c_signup_signin_user_flow": "B2C_1_susi"},
             "b2c",
@@ -113,7 +120,9 @@ def test_prefixed_environment_variables_configure_the_app(tmp_path: Path, monkey
         ),
     ],
 )
-def test_each_authority_kind_resolves(tmp_path: Path, given: dict[str, Any], kind: str, url: str, discovery: Any) -> None:
+def test_each_authority_kind_resolves(
+    tmp_path: Path, given: dict[str, Any], kind: str, url: str, discovery: Any
+) -> None:
     authority = settings_of(tmp_path, **given).authority
     assert (authority.kind, authority.url) == (kind, url)
     kwargs = authority.msal_kwargs(None)
@@ -141,7 +150,11 @@ def test_routes_sit_beside_the_redirect_path(tmp_path: Path) -> None:
     app = new_app(tmp_path)
     Auth(app, **{**BASE, "redirect_uri": "https://app.example.com/auth/redirect"})
     rules = {rule.endpoint: rule.rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith("identity.")}
-    assert rules == {"identity.login": "/auth/login", "identity.auth_response": "/auth/redirect", "identity.logout": "/auth/logout"}
+    assert rules == {
+        "identity.login": "/auth/login",
+        "identity.auth_response": "/auth/redirect",
+        "identity.logout": "/auth/logout",
+    }
     assert app.config["SESSION_COOKIE_SECURE"] is True
 
 

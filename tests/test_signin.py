@@ -6,7 +6,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import REDIRECT_URI, SignIn, b2c_settings, session_cookie
+from conftest import SignIn, b2c_settings, session_cookie
 from flask import Flask
 from localidp import EXTERNAL_ID_TENANT, SHORT_CLIENT_ID, LocalProvider, path_and_query
 
@@ -39,7 +39,9 @@ def test_context_user_holds_id_token_claims(app: Flask, sign_in: SignIn) -> None
 
 
 @pytest.mark.parametrize("kind", ["oidc", "external_id"])
-def test_other_authority_kinds_sign_in(make_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider, kind: str) -> None:
+def test_other_authority_kinds_sign_in(
+    make_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider, kind: str
+) -> None:
     if kind == "oidc":
         app = make_app(authority=None, oidc_authority=idp.oidc_authority)
     else:
@@ -59,7 +61,9 @@ def test_b2c_sign_in(make_app: Callable[..., Flask], sign_in: SignIn, idp: Local
     assert any("/B2C_1_signupsignin/oauth2/v2.0/token" in p for p in paths)
 
 
-def test_scoped_view_gets_a_token_without_provider_requests_once_cached(app: Flask, sign_in: SignIn, idp: LocalProvider) -> None:
+def test_scoped_view_gets_a_token_without_provider_requests_once_cached(
+    app: Flask, sign_in: SignIn, idp: LocalProvider
+) -> None:
     client = app.test_client()
     sign_in(client, "/token", login="erin")
     first = client.get("/token").get_json()
@@ -70,7 +74,9 @@ def test_scoped_view_gets_a_token_without_provider_requests_once_cached(app: Fla
     assert idp.log() == []
 
 
-def test_short_lived_token_is_refreshed_silently(make_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider) -> None:
+def test_short_lived_token_is_refreshed_silently(
+    make_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider
+) -> None:
     app = make_app(client_id=SHORT_CLIENT_ID)
     client = app.test_client()
     sign_in(client, "/token")
@@ -83,7 +89,9 @@ def test_short_lived_token_is_refreshed_silently(make_app: Callable[..., Flask],
     assert len(token_posts) == 1
 
 
-def test_incremental_consent_sends_the_user_through_sign_in_for_new_scopes(app: Flask, sign_in: SignIn, idp: LocalProvider) -> None:
+def test_incremental_consent_sends_the_user_through_sign_in_for_new_scopes(
+    app: Flask, sign_in: SignIn, idp: LocalProvider
+) -> None:
     client = app.test_client()
     sign_in(client, "/profile")
     response = client.get("/files")
@@ -100,7 +108,9 @@ def test_incremental_consent_sends_the_user_through_sign_in_for_new_scopes(app: 
     assert "refresh_token" not in body["keys"] and "access_token" in body["keys"]
 
 
-def test_logout_clears_the_session_and_signs_out_at_the_provider(app: Flask, sign_in: SignIn, idp: LocalProvider) -> None:
+def test_logout_clears_the_session_and_signs_out_at_the_provider(
+    app: Flask, sign_in: SignIn, idp: LocalProvider
+) -> None:
     client = app.test_client()
     sign_in(client, "/profile")
     response = client.get("/logout")

@@ -20,9 +20,12 @@ PAGE = """<!DOCTYPE html><html><head><title>{{ title }}</title></head><body>
 </body></html>"""
 
 
-def create_app(session_dir: str, *, auth: Auth | None = None, **settings: Any) -> Flask:
+def create_app(
+    session_dir: str, *, auth: Auth | None = None, flask_config: dict[str, Any] | None = None, **settings: Any
+) -> Flask:
     """An app with public, protected, scoped, async and API views.
 
+    :param flask_config: more ``app.config`` keys, set before the extension.
     :param settings: ``IDENTITY_*`` keys without the prefix, e.g. ``authority=...``.
     """
     app = Flask(__name__)
@@ -31,6 +34,7 @@ def create_app(session_dir: str, *, auth: Auth | None = None, **settings: Any) -
         SESSION_TYPE="cachelib",
         SESSION_CACHELIB=FileSystemCache(session_dir, threshold=0),
     )
+    app.config.update(flask_config or {})
     for name, value in settings.items():
         app.config["IDENTITY_" + name.upper()] = value
     auth = auth or Auth()

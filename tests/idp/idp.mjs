@@ -204,7 +204,7 @@ function mountProvider(mount, index) {
     }
     await next();
     if (isB2cMount(mount) && /^\/interaction\/[^/]+$/.test(ctx.path) && typeof ctx.body === 'string') {
-      ctx.body = ctx.body.replace('</form>', `</form><a href="${ctx.path}/forgot" id="forgot-password">Forgot your password?</a>`);
+      ctx.body = ctx.body.replace('</form>', `</form><a href="${mount}${ctx.path}/forgot" id="forgot-password">Forgot your password?</a>`);
     }
   });
   provider.on('server_error', (ctx, err) => console.error('server_error', err));

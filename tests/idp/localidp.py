@@ -129,7 +129,10 @@ class LocalProvider:
         return {
             "host": "127.0.0.1",
             "port": self.port,
-            "tls": {"cert": str(self.workdir / "certs" / "server.pem"), "key": str(self.workdir / "certs" / "server.key")},
+            "tls": {
+                "cert": str(self.workdir / "certs" / "server.pem"),
+                "key": str(self.workdir / "certs" / "server.key"),
+            },
             "tenants": [
                 f"/{TENANT_ID}",
                 f"/{EXTERNAL_ID_TENANT}",

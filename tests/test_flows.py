@@ -1,0 +1,333 @@
+"""Sign-in flows end to end against the local provider: tabs, B2C user flows, errors, protected views."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from conftest import SignIn, b2c_settings, session_cookie
+from flask import Flask
+from flask.testing import FlaskClient
+from localidp import LocalProvider, free_port, path_and_query, query_of
+
+from identity_flask import session_data
+
+
+def stored_session(app: Flask, client: FlaskClient) -> dict[str, Any]:
+    with client.session_transaction() as session:
+        return dict(session)
+
+
+def test_two_tabs_signing_in_at_once_both_complete(app: Flask, sign_in: SignIn, idp: LocalProvider) -> None:
+    client = app.test_client()
+    first = sign_in.start(client, "/profile?tab=1")
+    second = sign_in.start(client, "/whoami?tab=2")
+    assert query_of(first)["state"] != query_of(second)["state"]
+    back_second = sign_in.finish(client, idp.sign_in(second, login="tabby"))
+    assert back_second.location == "/whoami?tab=2"
+    back_first = sign_in.finish(client, idp.sign_in(first, login="tabby"))
+    assert back_first.location == "/profile?tab=1"
+    assert client.get("/whoami").get_json()["sub"] == "tabby"
+    assert session_data.FLOWS_KEY not in stored_session(app, client)
+
+
+def test_pending_sign_ins_are_capped_and_expire(
+    make_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider
+) -> None:
+    app = make_app(max_pending_sign_ins=3, sign_in_timeout=2)
+    client = app.test_client()
+    oldest = sign_in.start(client, "/profile")
+    for _ in range(3):
+        sign_in.start(client, "/profile")
+    assert len(stored_session(app, client)[session_data.FLOWS_KEY]) == 3
+    evicted = sign_in.finish(client, idp.sign_in(oldest))
+    assert evicted.status_code == 400
+    assert "does not match a sign-in started in this browser" in evicted.get_data(as_text=True)
+
+    slow = sign_in.start(client, "/profile")
+    callback = idp.sign_in(slow)
+    time.sleep(2.1)
+    expired = sign_in.finish(client, callback)
+    assert expired.status_code == 400
+    assert "expired" in expired.get_data(as_text=True)
+    assert session_data.FLOWS_KEY not in stored_session(app, client)
+
+
+def test_forged_and_replayed_state_are_refused_and_the_session_survives(
+    app: Flask, sign_in: SignIn, idp: LocalProvider
+) -> None:
+    client = app.test_client()
+    sign_in(client, "/profile", login="victor")
+    auth_uri = sign_in.start(client, "/login?next=/profile")
+    callback = idp.sign_in(auth_uri, login="victor")
+    forged = callback.replace(query_of(callback)["state"], "forged-state")
+    response = sign_in.finish(client, forged)
+    assert response.status_code == 400
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert sign_in.finish(client, callback).status_code == 302
+    replay = sign_in.finish(client, callback)
+    assert replay.status_code == 400
+    assert client.get("/whoami").get_json()["sub"] == "victor"
+
+
+def test_callback_without_any_query_is_a_400_not_a_500(app: Flask, sign_in: SignIn) -> None:
+    client = app.test_client()
+    sign_in.start(client, "/profile")  # a sign-in is pending
+    response = client.get("/getAToken")
+    assert response.status_code == 400
+    assert "missing its state" in response.get_data(as_text=True)
+
+
+def test_user_cancelling_at_the_provider_gets_a_403_page(app: Flask, sign_in: SignIn, idp: LocalProvider) -> None:
+    client = app.test_client()
+    callback = idp.sign_in(sign_in.start(client, "/profile"), action="cancel")
+    assert query_of(callback)["error"] == "access_denied"
+    response = sign_in.finish(client, callback)
+    assert response.status_code == 403
+    page = response.get_data(as_text=True)
+    assert "Sign-in was cancelled" in page and 'href="/login"' in page
+
+
+def test_form_post_callback_completes(make_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider) -> None:
+    app = make_app(
+        response_mode="form_post", flask_config={"SESSION_COOKIE_SAMESITE": "None", "SESSION_COOKIE_SECURE": True}
+    )
+    client = app.test_client()
+    auth_uri = sign_in.start(client, "https://localhost/whoami")
+    assert query_of(auth_uri)["response_mode"] == "form_post"
+    posted = query_of(idp.sign_in(auth_uri, login="poster"))
+    response = client.post("https://localhost/getAToken", data=posted)
+    assert response.status_code == 302 and response.location == "/whoami"
+    assert client.get("https://localhost/whoami").get_json()["sub"] == "poster"
+
+
+def test_provider_down_gives_a_503_page_and_public_pages_still_work(make_app: Callable[..., Flask]) -> None:
+    app = make_app(authority=f"https://127.0.0.1:{free_port()}/tenant", timeout=2)
+    client = app.test_client()
+    response = client.get("/login")
+    assert response.status_code == 503
+    assert "could not be reached" in response.get_data(as_text=True)
+    assert response.headers["Retry-After"]
+    assert client.get("/").status_code == 200
+    api = client.get("/login", headers={"Accept": "application/json"})
+    assert api.status_code == 503 and api.get_json()["error"] == "temporarily_unavailable"
+
+
+def test_token_endpoint_failure_gives_a_502_page(app: Flask, sign_in: SignIn, idp: LocalProvider) -> None:
+    client = app.test_client()
+    callback = idp.sign_in(sign_in.start(client, "/profile"))
+    idp.fault("/oauth2/v2.0/token", status=500, times=2)
+    response = sign_in.finish(client, callback)
+    assert response.status_code == 502
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert client.get("/").status_code == 200
+
+
+def test_b2c_edit_profile_goes_through_its_user_flow_and_keeps_the_session(
+    make_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider
+) -> None:
+    app = make_app(**b2c_settings(idp), authority=None)
+    client = app.test_client()
+    sign_in(client, "/token", login="bea")
+    token_before = client.get("/token").get_json()["access_token"]
+    with app.test_request_context("/profile"):
+        edit_url = app.extensions["test_auth"].get_edit_profile_url()
+    assert edit_url == "/login?next=/profile&flow=edit_profile"
+    auth_uri = client.get(edit_url).location
+    assert "/B2C_1_editprofile/" in auth_uri
+    back = sign_in.finish(client, idp.sign_in(auth_uri, login="bea"))
+    assert back.location == "/profile"
+    assert client.get("/whoami").get_json()["sub"] == "bea"
+    assert client.get("/token").get_json()["access_token"] == token_before
+
+
+def test_b2c_forgot_password_starts_the_reset_flow(
+    make_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider
+) -> None:
+    app = make_app(**b2c_settings(idp), authority=None)
+    client = app.test_client()
+    callback = idp.sign_in(sign_in.start(client, "/whoami"), action="forgot")
+    assert "AADB2C90118" in query_of(callback)["error_description"]
+    response = sign_in.finish(client, callback)
+    assert response.status_code == 302
+    assert "/B2C_1_reset/oauth2/v2.0/authorize" in response.location
+    done = sign_in.finish(client, idp.sign_in(response.location, login="forgetful"))
+    assert done.location == "/whoami"
+    assert client.get("/whoami").get_json()["sub"] == "forgetful"
+
+
+def test_b2c_error_page_offers_the_reset_link(
+    make_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider
+) -> None:
+    app = make_app(**b2c_settings(idp), authority=None)
+    client = app.test_client()
+    response = sign_in.finish(client, idp.sign_in(sign_in.start(client, "/whoami"), action="cancel"))
+    assert response.status_code == 403
+    assert 'href="/login?flow=reset_password"' in response.get_data(as_text=True)
+
+
+def test_signed_out_api_caller_gets_401_json(app: Flask) -> None:
+    client = app.test_client()
+    response = client.get("/whoami", headers={"Accept": "application/json"})
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "login_required"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    xhr = client.get("/whoami", headers={"X-Requested-With": "XMLHttpRequest", "Accept": "*/*"})
+    assert xhr.status_code == 401
+    fetch = client.get("/whoami", headers={"Sec-Fetch-Mode": "cors", "Accept": "*/*"})
+    assert fetch.status_code == 401
+    assert session_cookie(client) is None  # refusing a caller stores no session
+
+
+def test_browser_navigation_is_redirected_to_sign_in(app: Flask) -> None:
+    response = app.test_client().get(
+        "/whoami?q=1", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8", "Sec-Fetch-Mode": "navigate"}
+    )
+    assert response.status_code == 302
+    assert response.location == "/login?next=/whoami?q%3D1"
+
+
+def test_options_passes_through_without_sign_in(app: Flask) -> None:
+    response = app.test_client().options("/cors")
+    assert response.status_code == 200
+    assert response.get_json() == {"user": None}
+
+
+def test_async_views_are_supported(app: Flask, sign_in: SignIn) -> None:
+    client = app.test_client()
+    sign_in(client, "/async", login="ann")
+    assert client.get("/async").get_json() == {"sub": "ann", "view": "async"}
+
+
+def test_signed_in_views_make_no_provider_requests_and_discovery_happens_once(
+    app: Flask, sign_in: SignIn, idp: LocalProvider
+) -> None:
+    first, second = app.test_client(), app.test_client()
+    sign_in(first, "/token", login="one")
+    sign_in(second, "/token", login="two")
+    discovery = [e for e in idp.log() if e["path"].endswith("/.well-known/openid-configuration")]
+    assert len(discovery) == 1
+    idp.log(clear=True)
+    for client in (first, second):
+        client.get("/profile")
+        client.get("/token")
+    assert idp.log() == []
+
+
+def test_token_cache_is_written_back_only_when_it_changed(
+    app: Flask, sign_in: SignIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = app.test_client()
+    sign_in(client, "/token")
+    client.get("/token")
+    saved: list[bool] = []
+    real_save = session_data.save_cache
+
+    def spy(session: Any, cache: Any) -> None:
+        saved.append(cache.has_state_changed)
+        real_save(session, cache)
+
+    monkeypatch.setattr(session_data, "save_cache", spy)
+    before = stored_session(app, client)[session_data.CACHE_KEY]
+    client.get("/token")
+    assert saved == [False]
+    assert stored_session(app, client)[session_data.CACHE_KEY] == before
+
+
+def test_signing_in_as_someone_else_replaces_the_user_and_tokens(app: Flask, sign_in: SignIn) -> None:
+    client = app.test_client()
+    sign_in(client, "/token", login="first")
+    first_token = client.get("/token").get_json()["access_token"]
+    sign_in(client, "/login?next=/token&scopes=User.Read", login="second")
+    response = client.get("/token")
+    assert response.status_code == 200, (response.status_code, response.location)
+    body = response.get_json()
+    assert body["sub"] == "second" and body["access_token"] != first_token
+    cache = stored_session(app, client)[session_data.CACHE_KEY]
+    assert first_token not in cache
+    assert "first@example.test" not in cache
+
+
+def test_logout_forgets_everything_and_returns_to_the_post_logout_view(
+    make_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider
+) -> None:
+    app = make_app(post_logout_view="signed_out_page")
+    client = app.test_client()
+    sign_in(client, "/token")
+    sign_in.start(client, "/login?next=/profile")  # leaves a pending sign-in behind
+    response = client.get("/logout")
+    target = parse_qs(urlsplit(response.location).query)["post_logout_redirect_uri"][0]
+    assert target == "http://localhost/signed-out"
+    assert session_cookie(client) is None
+    assert idp.sign_in(response.location) == target
+
+
+def test_generic_oidc_logout_uses_the_discovered_end_session_endpoint(
+    make_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider
+) -> None:
+    app = make_app(authority=None, oidc_authority=idp.oidc_authority)
+    client = app.test_client()
+    sign_in(client, "/profile")
+    location = client.get("/logout").location
+    assert location.startswith(idp.entra_authority + "/oauth2/v2.0/logout?")
+    assert query_of(location)["client_id"] == app.extensions["identity"].settings.client_id
+
+
+def test_cross_site_logout_only_asks_for_confirmation(app: Flask, sign_in: SignIn) -> None:
+    client = app.test_client()
+    sign_in(client, "/profile")
+    page = client.get("/logout", headers={"Sec-Fetch-Site": "cross-site"})
+    assert page.status_code == 200 and 'method="post"' in page.get_data(as_text=True)
+    assert client.get("/whoami").status_code == 200
+    refused = client.post("/logout", headers={"Origin": "https://evil.example"})
+    assert refused.status_code == 400
+    assert client.get("/whoami").status_code == 200
+    confirmed = client.post("/logout", headers={"Sec-Fetch-Site": "same-origin"})
+    assert confirmed.status_code == 302
+    assert client.get("/whoami").status_code == 302
+
+
+def test_a_relative_redirect_uri_is_built_from_the_request(
+    make_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider
+) -> None:
+    from conftest import APP_ORIGIN
+
+    app = make_app(redirect_uri="/auth/redirect", flask_config={"SERVER_NAME": urlsplit(APP_ORIGIN).netloc})
+    client = app.test_client()
+    auth_uri = sign_in.start(client, "/whoami")
+    assert query_of(auth_uri)["redirect_uri"] == APP_ORIGIN + "/auth/redirect"
+    assert sign_in.finish(client, idp.sign_in(auth_uri, login="rel")).location == "/whoami"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example",
+        "https://evil.example/x",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "/%0d%0aSet-Cookie:x",
+        "\t//evil",
+    ],
+)
+def test_hostile_next_targets_land_on_the_root(app: Flask, sign_in: SignIn, idp: LocalProvider, target: str) -> None:
+    client = app.test_client()
+    auth_uri = client.get("/login", query_string={"next": target}).location
+    assert sign_in.finish(client, idp.sign_in(auth_uri)).location in ("/", "/%0d%0aSet-Cookie:x")
+
+
+def test_login_refuses_scopes_no_view_asks_for(app: Flask) -> None:
+    response = app.test_client().get("/login?scopes=Mail.ReadWrite")
+    assert response.status_code == 400
+    assert "scopes this app does not use" in response.get_data(as_text=True)
+
+
+def test_callback_response_keeps_the_code_out_of_referers(app: Flask, sign_in: SignIn, idp: LocalProvider) -> None:
+    client = app.test_client()
+    response = sign_in.finish(client, idp.sign_in(sign_in.start(client, "/profile")))
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert path_and_query(response.location) == "/profile"
