@@ -1,0 +1,78 @@
+"""The sample's configuration, read from environment variables.
+
+Every ``IDENTITY_*`` variable is copied into ``app.config`` for identity_flask
+(``IDENTITY_CLIENT_ID``, ``IDENTITY_AUTHORITY``, ...). The sample's own
+settings sit beside them. ``sample/.env.sample`` documents each one.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+#: Microsoft Graph's "who am I": works with any Entra ID work or school account.
+DEFAULT_API_ENDPOINT = "https://graph.microsoft.com/v1.0/me"
+DEFAULT_API_SCOPES = "User.Read"
+#: The callback path. As a bare path, the full redirect URI is built from each
+#: request, so it follows the host the app is served on (App Service included).
+DEFAULT_REDIRECT_PATH = "/getAToken"
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+#: identity_flask settings that are true or false rather than text.
+_BOOLEAN_KEYS = ("IDENTITY_INSTANCE_DISCOVERY",)
+
+
+def as_bool(name: str, value: str) -> bool:
+    """Read ``1/true/yes/on`` or ``0/false/no/off``.
+
+    :raises ValueError: naming the variable, for anything else.
+    """
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"{name} must be true or false, got {value!r}.")
+
+
+def as_list(value: str) -> list[str]:
+    """Split a space- or comma-separated list."""
+    return value.replace(",", " ").split()
+
+
+def _identity_value(name: str, value: str) -> Any:
+    if name in _BOOLEAN_KEYS:
+        return as_bool(name, value) if value.strip() else None
+    if name == "IDENTITY_CLIENT_CREDENTIAL" and value.lstrip().startswith("{"):
+        # A certificate, as MSAL takes it: {"private_key_pfx_path": "...", "passphrase": "..."}
+        return json.loads(value)
+    return value
+
+
+def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Build the app's configuration from ``environ``.
+
+    :param environ: usually :data:`os.environ`.
+    :raises ValueError: a variable holds a value it cannot hold; the message names it.
+    """
+    config: dict[str, Any] = {
+        name: _identity_value(name, value) for name, value in environ.items() if name.startswith("IDENTITY_")
+    }
+    if not config.get("IDENTITY_REDIRECT_URI"):
+        config["IDENTITY_REDIRECT_URI"] = DEFAULT_REDIRECT_PATH
+
+    config["API_ENDPOINT"] = environ.get("API_ENDPOINT") or DEFAULT_API_ENDPOINT
+    config["API_SCOPES"] = as_list(environ.get("API_SCOPES") or DEFAULT_API_SCOPES)
+    config["REDIS_URL"] = environ.get("REDIS_URL") or None
+
+    # Sessions live server-side, so the key only signs what Flask itself signs. Several
+    # instances must share it; a single process may do with a random one.
+    config["SECRET_KEY"] = environ.get("SECRET_KEY") or secrets.token_hex(32)
+
+    behind_proxy = environ.get("BEHIND_PROXY", "").strip()
+    # App Service sets WEBSITE_HOSTNAME on every app; its front end ends TLS.
+    config["BEHIND_PROXY"] = as_bool("BEHIND_PROXY", behind_proxy) if behind_proxy else "WEBSITE_HOSTNAME" in environ
+    return config

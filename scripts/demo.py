@@ -1,0 +1,120 @@
+"""Run the sample app against the local OpenID Connect provider: ``make demo``.
+
+No Azure account and no configuration: the provider runs on 127.0.0.1 with a
+throw-away certificate authority, accepts any login and password, and serves
+as the downstream API too (its userinfo endpoint). Ctrl-C stops everything.
+
+Options: ``--port`` (default 5000, or ``DEMO_PORT``) and ``--host``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "idp"))
+sys.path.insert(0, str(ROOT / "sample"))
+
+from localidp import CLIENT_ID, CLIENT_SECRET, LocalProvider  # noqa: E402
+
+
+class QuietRequestHandler(WSGIRequestHandler):
+    """Logs each request without its query string, which may hold an authorization code."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path = self.path.split("?", 1)[0]
+        self.log("info", '"%s %s" %s', self.command, path, code)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def sample_environ(provider: LocalProvider) -> dict[str, str]:
+    """The sample's settings against ``provider``; every variable set, so no ``.env`` applies."""
+    return {
+        "IDENTITY_CLIENT_ID": CLIENT_ID,
+        "IDENTITY_CLIENT_CREDENTIAL": CLIENT_SECRET,
+        "IDENTITY_AUTHORITY": provider.entra_authority,
+        "IDENTITY_REDIRECT_URI": "/getAToken",
+        "API_ENDPOINT": provider.userinfo_endpoint,
+        "API_SCOPES": "User.Read",
+        "SECRET_KEY": secrets.token_hex(32),
+        "REDIS_URL": "",
+        "BEHIND_PROXY": "false",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "5000")))
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    if not port_is_free(args.host, args.port):
+        print(f"Port {args.port} is taken. Run again with another one: make demo DEMO_PORT=5001", file=sys.stderr)
+        return 1
+
+    workdir = Path(tempfile.mkdtemp(prefix="identity-flask-demo-"))
+    origins = [f"http://127.0.0.1:{args.port}", f"http://localhost:{args.port}"]
+    provider = LocalProvider(
+        workdir,
+        redirect_uris=[f"{origin}/getAToken" for origin in origins],
+        post_logout_redirect_uris=[f"{origin}/" for origin in origins],
+    )
+    server: Any = None
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        provider.start()
+        # The sample trusts the provider's throw-away CA through requests' usual variable.
+        os.environ["REQUESTS_CA_BUNDLE"] = os.environ["CURL_CA_BUNDLE"] = str(provider.ca_bundle)
+
+        from webapp import create_app
+
+        app = create_app({"SESSION_FILE_DIR": str(workdir / "sessions")}, environ=sample_environ(provider))
+        server = make_server(args.host, args.port, app, threaded=True, request_handler=QuietRequestHandler)
+        url = f"http://{args.host}:{args.port}/"
+        print(
+            f"\n  The sample app is running at {url}\n"
+            f"  Sign in with any login and password, e.g. alice (the login becomes your user name).\n"
+            f"  Local identity provider: {provider.origin}\n"
+            f"  Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+        server.serve_forever()  # returns on Ctrl-C (werkzeug catches it) or SIGTERM
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:  # the provider could not start; its message says why
+        print(f"The demo could not start: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        print("\nStopping the sample app and the local provider.", flush=True)
+        if server is not None:
+            server.server_close()
+        provider.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
