@@ -48,11 +48,16 @@ class IdentityError(HTTPException):
     error = "invalid_request"
     #: The page's heading.
     title = "Sign-in failed"
+    #: Headers sent with the error, besides the content type.
+    extra_headers: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, description: str | None = None, *, error: str | None = None) -> None:
         super().__init__(description)
         if error:
             self.error = error
+
+    def get_headers(self, environ: Any = None, scope: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+        return [*super().get_headers(environ, scope), *self.extra_headers]
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON body sent to callers that do not want HTML."""
@@ -101,9 +106,7 @@ class NotSignedIn(IdentityError):
     code = 401
     error = "login_required"
     title = "Sign-in required"
-
-    def get_headers(self, environ: Any = None, scope: dict[str, Any] | None = None) -> list[tuple[str, str]]:
-        return [*super().get_headers(environ, scope), ("WWW-Authenticate", 'Bearer realm="identity"')]
+    extra_headers = (("WWW-Authenticate", 'Bearer realm="identity"'),)
 
 
 class ProviderError(IdentityError):
@@ -120,6 +123,4 @@ class ProviderUnavailable(IdentityError):
     code = 503
     error = "temporarily_unavailable"
     title = "The sign-in service is unavailable"
-
-    def get_headers(self, environ: Any = None, scope: dict[str, Any] | None = None) -> list[tuple[str, str]]:
-        return [*super().get_headers(environ, scope), ("Retry-After", "30")]
+    extra_headers = (("Retry-After", "30"),)
