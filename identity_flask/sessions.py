@@ -72,6 +72,13 @@ def setup_sessions(app: Flask, *, form_post: bool, secure_redirect: bool) -> Non
     else:
         logger.debug("Using the app's own session interface %s", type(interface).__name__)
 
+    if isinstance(app.session_interface, ServerSideSessionInterface):
+        # Flask-Session re-saves every request's copy of the session when this is on, so a
+        # slow request that started before /login finishes after it and erases the pending
+        # sign-in (the "state mismatch" seen with several workers). Off, only requests that
+        # change the session write it; its lifetime then counts from the last change.
+        app.config["SESSION_REFRESH_EACH_REQUEST"] = False
+
     if form_post:
         if str(app.config.get("SESSION_COOKIE_SAMESITE")) != "None" or not app.config.get("SESSION_COOKIE_SECURE"):
             raise ConfigurationError(

@@ -211,6 +211,7 @@ def test_unset_session_type_gets_a_file_store_in_the_instance_folder(tmp_path: P
     assert isinstance(app.session_interface, CacheLibSessionInterface)
     assert (tmp_path / "instance" / "identity_sessions").is_dir()
     assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+    assert app.config["SESSION_REFRESH_EACH_REQUEST"] is False  # see test_concurrency.py
 
 
 def test_filesystem_session_type_maps_to_the_cachelib_file_store(tmp_path: Path) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from cachelib.file import FileSystemCache
-from flask import Flask, jsonify, render_template_string
+from flask import Flask, jsonify, render_template_string, request
 
 from identity_flask import Auth
 
@@ -43,6 +44,11 @@ def create_app(
     @app.route("/")
     def home() -> str:
         return render_template_string(PAGE, title="Home", user=auth.get_user())
+
+    @app.route("/slow")
+    def slow() -> str:
+        time.sleep(float(request.args.get("seconds", "0.5")))
+        return render_template_string(PAGE, title="Slow", user=auth.get_user())
 
     @app.route("/signed-out")
     def signed_out_page() -> str:
