@@ -279,3 +279,31 @@ def test_using_the_decorator_before_init_app_says_what_to_do(tmp_path: Path) -> 
         session["_identity_account"] = "acc"
         with pytest.raises(ConfigurationError, match="call auth.init_app"):
             p()
+
+
+def test_post_logout_view_may_be_a_view_function_as_in_identity_flask(tmp_path: Path) -> None:
+    app = new_app(tmp_path)
+
+    def goodbye() -> str:
+        return "bye"
+
+    app.add_url_rule("/goodbye", "farewell", goodbye)
+    Auth(app, **BASE, post_logout_view=goodbye)
+    with app.test_request_context("/"):
+        assert app.extensions["identity"].post_logout_url() == "http://localhost/goodbye"
+
+
+def test_anonymous_visits_to_protected_pages_store_no_session(tmp_path: Path) -> None:
+    app = new_app(tmp_path)
+    auth = Auth(app, **BASE)
+
+    @app.route("/private")
+    @auth.login_required
+    def private(*, context: dict[str, Any]) -> str:
+        return "private"
+
+    client = app.test_client()
+    for accept in ("text/html", "application/json"):
+        assert client.get("/private", headers={"Accept": accept}).status_code in (302, 401)
+    assert client.get_cookie("session") is None
+    assert list((tmp_path / "instance" / "identity_sessions").iterdir()) == []
