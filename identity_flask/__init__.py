@@ -8,6 +8,7 @@ from .errors import (
     NotSignedIn,
     ProviderError,
     ProviderUnavailable,
+    RoleRequired,
     SignInError,
 )
 from .extension import Auth, current_user
@@ -23,6 +24,7 @@ __all__ = [
     "NotSignedIn",
     "ProviderError",
     "ProviderUnavailable",
+    "RoleRequired",
     "SignInError",
     "current_user",
     "sign_in_failed",

@@ -100,6 +100,14 @@ class AccessDenied(IdentityError):
     title = "Sign-in was cancelled"
 
 
+class RoleRequired(IdentityError):
+    """The signed-in user holds none of the app roles a view asks for."""
+
+    code = 403
+    error = "insufficient_role"
+    title = "Access denied"
+
+
 class NotSignedIn(IdentityError):
     """A caller that does not want HTML asked for a protected view without a session."""
 

@@ -12,7 +12,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.local import LocalProxy
 
 from . import config, session_data, signals
-from .errors import ConfigurationError, NotSignedIn, wants_html
+from .errors import ConfigurationError, NotSignedIn, RoleRequired, wants_html
 from .redirects import current_path
 from .sessions import setup_sessions
 from .state import AppState, current_state
@@ -144,10 +144,17 @@ class Auth:
     def login_required(self, function: F, /) -> F: ...
 
     @overload
-    def login_required(self, function: None = None, /, *, scopes: Iterable[str] | None = None) -> Callable[[F], F]: ...
+    def login_required(
+        self, function: None = None, /, *, scopes: Iterable[str] | None = None, roles: Iterable[str] | None = None
+    ) -> Callable[[F], F]: ...
 
     def login_required(
-        self, function: F | None = None, /, *, scopes: Iterable[str] | None = None
+        self,
+        function: F | None = None,
+        /,
+        *,
+        scopes: Iterable[str] | None = None,
+        roles: Iterable[str] | None = None,
     ) -> F | Callable[[F], F]:
         """Let only signed-in users reach a view, which gets a ``context`` keyword.
 
@@ -156,6 +163,11 @@ class Auth:
         ``expires_in`` and ``scopes``: a token from the user's cache, refreshed
         when it expired. When no token can be had silently, the user signs in
         again to consent to the scopes, and comes back.
+
+        With ``roles``, the user must hold at least one of these app roles (the
+        id token's ``roles`` claim, as Entra ID issues them for app roles
+        assigned to the user); otherwise the answer is a 403
+        :class:`~identity_flask.errors.RoleRequired` page.
 
         A signed-out browser is sent to sign in; a caller that does not want
         HTML (``Accept: application/json``, XHR) gets 401 with a JSON body.
@@ -174,9 +186,10 @@ class Auth:
                 ...  # context["access_token"]
         """
         wanted = tuple(scopes or ())
+        allowed = frozenset(roles or ())
         self.known_scopes.update(wanted)
         if function is None:
-            return functools.partial(self.login_required, scopes=wanted)
+            return functools.partial(self.login_required, scopes=wanted, roles=allowed)
         view = function
 
         @functools.wraps(view)
@@ -184,7 +197,7 @@ class Auth:
             run = current_app.ensure_sync(view)
             if request.method == "OPTIONS":
                 return run(*args, context={"user": None}, **kwargs)
-            context = self._context(wanted)
+            context = self._context(wanted, allowed)
             if context is None:
                 reason = "signed_out" if session_data.get_user(session) is None else "consent_required"
                 return self.unauthorized(reason=reason, scopes=wanted)
@@ -192,10 +205,12 @@ class Auth:
 
         return wrapper
 
-    def _context(self, scopes: tuple[str, ...]) -> dict[str, Any] | None:
+    def _context(self, scopes: tuple[str, ...], roles: frozenset[str]) -> dict[str, Any] | None:
         user = session_data.get_user(session)
         if user is None:
             return None
+        if roles and not roles.intersection(user.get("roles") or ()):
+            raise RoleRequired("Your account does not have a role this page needs.")
         if not scopes:
             return {"user": user}
         state = current_state()

@@ -331,3 +331,15 @@ def test_callback_response_keeps_the_code_out_of_referers(app: Flask, sign_in: S
     assert response.headers["Referrer-Policy"] == "no-referrer"
     assert response.headers["Cache-Control"] == "no-store"
     assert path_and_query(response.location) == "/profile"
+
+
+def test_roles_let_holders_in_and_give_others_a_403_page(app: Flask, sign_in: SignIn) -> None:
+    admin, plain = app.test_client(), app.test_client()
+    sign_in(admin, "/admin", login="admin")
+    assert admin.get("/admin").get_json() == {"roles": ["Admin"]}
+    sign_in(plain, "/profile", login="plain")
+    refused = plain.get("/admin")
+    assert refused.status_code == 403
+    assert "does not have a role" in refused.get_data(as_text=True)
+    assert plain.get("/admin", headers={"Accept": "application/json"}).get_json()["error"] == "insufficient_role"
+    assert plain.get("/profile").status_code == 200

@@ -79,6 +79,11 @@ def create_app(
     def token(*, context: dict[str, Any]) -> Any:
         return jsonify(sub=context["user"]["sub"], access_token=context["access_token"])
 
+    @app.route("/admin")
+    @auth.login_required(roles=["Admin", "Owner"])
+    def admin(*, context: dict[str, Any]) -> Any:
+        return jsonify(roles=context["user"]["roles"])
+
     @app.route("/async")
     @auth.login_required
     async def async_view(*, context: dict[str, Any]) -> Any:
