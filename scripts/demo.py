@@ -4,7 +4,9 @@ No Azure account and no configuration: the provider runs on 127.0.0.1 with a
 throw-away certificate authority, accepts any login and password, and serves
 as the downstream API too (its userinfo endpoint). Ctrl-C stops everything.
 
-Options: ``--port`` (default 5000, or ``DEMO_PORT``) and ``--host``.
+Options: ``--port`` (default 5000, or ``DEMO_PORT``), ``--host``, and
+``--workdir`` to keep the provider's certificates, configuration and log in a
+folder of your choice (a temporary one, removed at exit, by default).
 """
 
 from __future__ import annotations
@@ -66,12 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "5000")))
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--workdir", type=Path, help="keep the provider's files here (default: a temporary folder)")
     args = parser.parse_args(argv)
     if not port_is_free(args.host, args.port):
         print(f"Port {args.port} is taken. Run again with another one: make demo DEMO_PORT=5001", file=sys.stderr)
         return 1
 
-    workdir = Path(tempfile.mkdtemp(prefix="identity-flask-demo-"))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="identity-flask-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     origins = [f"http://127.0.0.1:{args.port}", f"http://localhost:{args.port}"]
     provider = LocalProvider(
         workdir,
@@ -112,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.server_close()
         provider.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

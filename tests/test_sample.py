@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 from conftest import APP_PORT, REDIRECT_URI, LiveServer, SignIn
 from flask import Flask
 from flask_session.redis import RedisSessionInterface
-from localidp import B2C_EDIT_PROFILE, B2C_SIGN_IN, B2C_TENANT, CLIENT_ID, CLIENT_SECRET, LocalProvider
+from localidp import B2C_EDIT_PROFILE, B2C_SIGN_IN, B2C_TENANT, CLIENT_ID, CLIENT_SECRET, LocalProvider, free_port
 
 from identity_flask import ConfigurationError
 
-SAMPLE = Path(__file__).resolve().parent.parent / "sample"
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample"
 sys.path.insert(0, str(SAMPLE))
 
 import webapp  # noqa: E402
@@ -231,3 +236,47 @@ def test_browser_sign_in_call_the_api_and_sign_out(live_sample: LiveServer, idp:
     page.goto(live_sample.url + "/claims")
     page.wait_for_url(idp.origin + "/**")
     assert page.title() == "Sign-in"
+
+
+def test_demo_command_serves_the_sample_against_the_local_provider_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--port", str(port), "--workdir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    origin = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert demo.poll() is None, demo.stdout.read() if demo.stdout else ""
+            assert time.monotonic() < deadline, "the demo did not start in time"
+            try:
+                if requests.get(origin + "/", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        # The demo's provider, to play the user on its login page.
+        config = json.loads((tmp_path / "idp-config.json").read_text())
+        provider = LocalProvider(tmp_path, redirect_uris=[], post_logout_redirect_uris=[], port=config["port"])
+        at_provider = requests.Session()
+        at_provider.trust_env = False
+        at_provider.verify = str(provider.ca_path)
+
+        app_browser = requests.Session()
+        response = app_browser.get(origin + "/call-api", allow_redirects=False)
+        response = app_browser.get(origin + response.headers["Location"], allow_redirects=False)
+        callback = provider.sign_in(response.headers["Location"], login="alice", browser=at_provider)
+        page = app_browser.get(callback).text
+        assert 'id="status">200<' in page, page
+        assert "&#34;sub&#34;: &#34;alice&#34;" in page
+    finally:
+        demo.send_signal(signal.SIGINT)
+        output, _ = demo.communicate(timeout=20)
+    assert demo.returncode == 0, output
+    assert f"running at {origin}/" in output
+    assert "any login and password" in output
+    assert "code=" not in output, "a request log line shows an authorization code"
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"https://127.0.0.1:{config['port']}/__health", verify=str(provider.ca_path), timeout=2)
