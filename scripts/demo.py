@@ -87,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # Also SIGINT: a shell that starts the demo in the background makes it ignore Ctrl-C.
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         provider.start()
         # The sample trusts the provider's throw-away CA through requests' usual variable.
