@@ -184,6 +184,18 @@ def _authorities(
     return sign_in, flow(values["b2c_edit_profile_user_flow"]), flow(values["b2c_reset_password_user_flow"])
 
 
+def _as_optional_bool(name: str, value: Any) -> bool | None:
+    """Booleans may arrive as strings from environment variables."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{_key(name)} must be true or false, got {value!r}.")
+
+
 def _as_scopes(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(value.replace(",", " ").split())
@@ -242,5 +254,5 @@ def resolve(app: Flask, given: Mapping[str, Any]) -> Settings:
         timeout=float(values["timeout"]),
         sign_in_timeout=int(values["sign_in_timeout"]),
         max_pending_sign_ins=max(1, int(values["max_pending_sign_ins"])),
-        instance_discovery=values["instance_discovery"],
+        instance_discovery=_as_optional_bool("instance_discovery", values["instance_discovery"]),
     )

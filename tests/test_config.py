@@ -67,6 +67,19 @@ def test_settings_come_from_app_config_when_not_given(tmp_path: Path) -> None:
     assert settings.redirect_path == "/getAToken"
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("false", False), ("True", True), ("0", False), (None, None), (True, True)]
+)
+def test_boolean_settings_accept_environment_strings(tmp_path: Path, raw: Any, expected: bool | None) -> None:
+    app = new_app(tmp_path, IDENTITY_INSTANCE_DISCOVERY=raw)
+    assert resolve(app, BASE).instance_discovery is expected
+
+
+def test_a_boolean_setting_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="IDENTITY_INSTANCE_DISCOVERY"):
+        resolve(new_app(tmp_path, IDENTITY_INSTANCE_DISCOVERY="maybe"), BASE)
+
+
 def test_constructor_arguments_win_over_app_config(tmp_path: Path) -> None:
     app = new_app(tmp_path, IDENTITY_CLIENT_ID="from-config", IDENTITY_TIMEOUT=3)
     settings = resolve(app, {**BASE, "client_id": "from-argument"})
