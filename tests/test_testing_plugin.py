@@ -180,7 +180,7 @@ def test_helper_writes_the_session_a_real_sign_in_writes(make_app: Callable[...,
     assert fake.get("/token").get_json() == {"sub": "alice", "access_token": "token-123"}
 
 
-USER_CONFTEST = '''
+USER_CONFTEST = """
 import socket
 
 import pytest
@@ -220,9 +220,9 @@ def app(tmp_path):
         return jsonify(token=context["access_token"])
 
     return app
-'''
+"""
 
-USER_TESTS = '''
+USER_TESTS = """
 import pytest
 
 from identity_flask.testing import login_url, sign_in
@@ -249,7 +249,7 @@ def identity_user():
 def test_with_the_fixture(signed_in_client):
     assert signed_in_client.get("/profile").get_json() == {"name": "Grace Hopper"}
     assert signed_in_client.get("/me/photo").get_json() == {"token": "test-access-token"}
-'''
+"""
 
 
 def test_plugin_in_a_users_project(pytester: pytest.Pytester) -> None:
