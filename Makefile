@@ -1,5 +1,5 @@
 # make demo   run the sample app against the local identity provider
-# make test   install everything, then lint, type-check and run the whole test suite
+# make test   install everything, then lint, type-check, build the docs (-W) and run the whole test suite
 PY := .venv/bin/python
 
 .PHONY: install demo test lint docs bench load clean
@@ -15,7 +15,7 @@ lint: install
 	$(PY) -m ruff format --check identity_flask
 	$(PY) -m mypy
 
-test: lint
+test: lint docs
 	$(PY) -m pytest
 
 docs: install

@@ -43,7 +43,9 @@ class IdentityError(HTTPException):
     :param error: an OAuth 2.0 error code such as ``access_denied``.
     """
 
-    code = 400
+    #: None here, so that ``@app.errorhandler(IdentityError)`` is filed by class and
+    #: takes every subclass; each subclass sets its own status.
+    code: int | None = None
     #: The OAuth 2.0 error code, for the page and the JSON body.
     error = "invalid_request"
     #: The page's heading.
@@ -55,6 +57,11 @@ class IdentityError(HTTPException):
         super().__init__(description)
         if error:
             self.error = error
+
+    @property
+    def status(self) -> int:
+        """The HTTP status sent: the class's ``code``, 400 for the base class."""
+        return self.code or 400
 
     def get_headers(self, environ: Any = None, scope: dict[str, Any] | None = None) -> list[tuple[str, str]]:
         return [*super().get_headers(environ, scope), *self.extra_headers]
@@ -71,18 +78,18 @@ class IdentityError(HTTPException):
         headers = [(k, v) for k, v in self.get_headers(environ, scope) if k.lower() != "content-type"]
         if not wants_html():
             body = json.dumps(self.as_dict())
-            return Response(body, self.code, [*headers, ("Content-Type", "application/json")])
+            return Response(body, self.status, [*headers, ("Content-Type", "application/json")])
         state = current_app.extensions.get("identity")
         page = render_template(
             "identity/auth_error.html",
             error=self.error,
             error_description=self.description,
             title=self.title,
-            status=self.code,
+            status=self.status,
             retry_url=state.login_url() if state is not None else None,
             reset_password_url=state.reset_password_url() if state is not None else None,
         )
-        return Response(page, self.code, [*headers, ("Content-Type", "text/html; charset=utf-8")])
+        return Response(page, self.status, [*headers, ("Content-Type", "text/html; charset=utf-8")])
 
 
 class SignInError(IdentityError):

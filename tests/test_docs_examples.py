@@ -177,11 +177,6 @@ def test_errors(extended: Callable[[str], dict[str, Any]], sign_in: SignIn) -> N
     assert admin.get("/reports").get_data(as_text=True) == "Welcome, Ada Admin"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: @app.errorhandler(IdentityError) is registered under IdentityError.code (400), "
-    "so Flask never uses it for the 401/403/502/503 subclasses",
-)
 def test_errors_handler_takes_every_identity_error(extended: Callable[[str], dict[str, Any]], sign_in: SignIn) -> None:
     client = extended("errors")["app"].test_client()
     sign_in(client, "/login", login="alice")
