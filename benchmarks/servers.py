@@ -78,4 +78,67 @@ def start_provider(workdir: Path, redirect_uris: Iterable[str], post_logout: Ite
     return provider
 
 
-__all__ = ["LocalProvider", "RedisServer", "free_port", "start_provider"]
+class Gunicorn:
+    """``gunicorn`` serving ``benchmarks/loadapp.py`` on a loopback port.
+
+    :param env: the app's settings (``IDENTITY_*``, ``REDIS_URL``, ``SECRET_KEY``).
+    """
+
+    def __init__(self, port: int, env: dict[str, str], *, workers: int = 2, threads: int = 1) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = env
+        self.workers = workers
+        self.threads = threads
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> Gunicorn:
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+            "--timeout",
+            "60",
+            "--log-level",
+            "warning",
+            "--pythonpath",
+            f"{ROOT / 'benchmarks'},{ROOT}",
+            "loadapp:app",
+        ]
+        self.process = subprocess.Popen(command, env={**os.environ, **self.env}, cwd=ROOT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("gunicorn did not start in time")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # the arbiter stops its workers
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> Gunicorn:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+__all__ = ["Gunicorn", "LocalProvider", "RedisServer", "free_port", "start_provider"]
