@@ -126,9 +126,14 @@ def _routes(app: Flask, login_required: Callable[..., Any], user_key: str) -> No
         return f"Hello {context['user'].get('name')} {len(context['access_token'])}"
 
 
+#: identity_flask turns Flask-Session's re-save of every request off (see sessions.py); the
+#: reference app gets the same, so both read the session the same way on every page view.
+SAME_FOR_ALL = {"SECRET_KEY": "bench-only", "SESSION_REFRESH_EACH_REQUEST": False}
+
+
 def build_ours(provider: LocalProvider, store: Store) -> Flask:
     app = Flask("bench_identity_flask")
-    app.config.update(SECRET_KEY="bench-only", **store.config("ours"))
+    app.config.update(**SAME_FOR_ALL, **store.config("ours"))
     auth = Auth(
         app,
         client_id=CLIENT_ID,
@@ -145,7 +150,7 @@ def build_reference(provider: LocalProvider, store: Store) -> Flask:
     from identity.web import Auth as ReferenceWebAuth
 
     app = Flask("bench_identity_reference")
-    app.config.update(SECRET_KEY="bench-only", **store.config("reference"))
+    app.config.update(**SAME_FOR_ALL, **store.config("reference"))
     auth = ReferenceAuth(
         app,
         client_id=CLIENT_ID,
