@@ -141,10 +141,11 @@ class IdentityClient:
         cache: msal.TokenCache,
         *,
         authority: Authority | None = None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], str | None]:
         """Redeem the authorization code; the tokens land in ``cache``.
 
-        :return: MSAL's result, with ``id_token_claims``.
+        :return: MSAL's result, with ``id_token_claims``, and the MSAL account id
+            of the signed-in user.
         :raises SignInError: the code was refused (used, expired, or not ours).
         """
         app = self.msal_app(cache, authority)
@@ -163,29 +164,13 @@ class IdentityClient:
                     error=error,
                 )
             raise ProviderError("The sign-in service could not complete the sign-in.", error=error)
-        return result
+        accounts = app.get_accounts()
+        return result, accounts[0]["home_account_id"] if accounts else None
 
     def silent(
-        self, scopes: Sequence[str], cache: msal.TokenCache, account_id: str
-    ) -> tuple[dict[str, Any] | None, str | None]:
-        """Get an access token from the cache, refreshing it if needed.
-
-        ``cache`` is updated when MSAL changed it (a refreshed token). Callers
-        holding the serialized cache should use :meth:`silent_state`, which
-        skips a serialization round trip.
-
-        :return: ``(token, None)`` on success, ``(None, error)`` when the user
-            has to sign in again (no token, consent missing, refresh token gone).
-        """
-        token, error, new_state = self.silent_state(scopes, _state_of(cache), account_id)
-        if new_state is not None:
-            _copy_into(cache, new_state)
-        return token, error
-
-    def silent_state(
         self, scopes: Sequence[str], cache_state: str | None, account_id: str
     ) -> tuple[dict[str, Any] | None, str | None, str | None]:
-        """Like :meth:`silent`, for a token cache kept serialized (as in the session).
+        """Get an access token from the user's token cache, refreshing it if needed.
 
         :param cache_state: the user's serialized MSAL token cache, or ``None``.
         :return: ``(token, error, new_cache_state)``; ``new_cache_state`` is
@@ -225,7 +210,7 @@ class IdentityClient:
         provider's metadata cached, which made a scoped page view markedly slower
         than an unscoped one. MSAL binds its refresh callbacks to the application's
         own cache object, so that object is kept for the application's life and
-        refilled for each call (see :meth:`silent_state`); a thread serves one request
+        refilled for each call (see :meth:`silent`); a thread serves one request
         at a time, so no two users ever share it at once.
         """
         pair: tuple[msal.ConfidentialClientApplication, msal.SerializableTokenCache] | None = getattr(
@@ -263,20 +248,3 @@ class IdentityClient:
             query["client_id"] = self.settings.client_id
         separator = "&" if "?" in endpoint else "?"
         return endpoint + separator + urlencode(query)
-
-
-def _state_of(cache: msal.TokenCache) -> str:
-    """The serialized content of a caller's token cache, leaving its change flag as it was."""
-    if isinstance(cache, msal.SerializableTokenCache):
-        changed = cache.has_state_changed
-        state: str = cache.serialize()
-        cache.has_state_changed = changed
-        return state
-    raise TypeError("identity_flask needs a msal.SerializableTokenCache to refresh tokens from a session.")
-
-
-def _copy_into(cache: msal.TokenCache, state: str) -> None:
-    """Give the caller's cache the content MSAL changed, flagged as changed."""
-    if isinstance(cache, msal.SerializableTokenCache):
-        cache.deserialize(state)
-        cache.has_state_changed = True

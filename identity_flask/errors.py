@@ -132,6 +132,15 @@ class ProviderError(IdentityError):
     title = "The sign-in service failed"
 
 
+class SessionStoreUnavailable(IdentityError):
+    """The server-side session store (Redis, ...) could not be reached."""
+
+    code = 503
+    error = "temporarily_unavailable"
+    title = "The site is temporarily unavailable"
+    extra_headers = (("Retry-After", "30"),)
+
+
 class ProviderUnavailable(IdentityError):
     """The identity provider could not be reached in time."""
 

@@ -9,12 +9,13 @@ from typing import Any, TypeVar, overload
 
 from flask import Flask, current_app, redirect, request, session
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import InternalServerError
 from werkzeug.local import LocalProxy
 
-from . import config, session_data, signals
+from . import config, redaction, session_data, signals
 from .errors import ConfigurationError, NotSignedIn, RoleRequired, wants_html
 from .redirects import current_path
-from .sessions import setup_sessions
+from .sessions import setup_sessions, store_outage_page
 from .state import AppState, current_state
 from .views import make_blueprint
 
@@ -131,6 +132,9 @@ class Auth:
                 "Behind a TLS-terminating proxy (App Service), apply werkzeug's ProxyFix.",
                 settings.redirect_uri,
             )
+        redaction.install()
+        if not app.error_handler_spec.get(None, {}).get(500):
+            app.register_error_handler(InternalServerError, store_outage_page)
         app.extensions["identity"] = AppState(self, settings)
         blueprint = make_blueprint(settings)
         app.register_blueprint(blueprint)
@@ -217,9 +221,9 @@ class Auth:
         account_id = session.get(session_data.ACCOUNT_KEY)
         if not account_id:
             return None
-        cache = session_data.load_cache(session)
-        token, _error = state.client.silent(scopes, cache, account_id)
-        session_data.save_cache(session, cache)
+        token, _error, changed = state.client.silent(scopes, session.get(session_data.CACHE_KEY), account_id)
+        if changed is not None:
+            session[session_data.CACHE_KEY] = changed
         if token is None:
             return None
         granted = str(token.get("scope") or "").split() or list(scopes)

@@ -16,8 +16,6 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
-import msal
-
 USER_KEY = "_identity_user"
 ACCOUNT_KEY = "_identity_account"
 CACHE_KEY = "_identity_token_cache"
@@ -31,21 +29,6 @@ def get_user(session: Session) -> dict[str, Any] | None:
     """The signed-in user's claims, or ``None``."""
     user = session.get(USER_KEY)
     return user if isinstance(user, dict) else None
-
-
-def load_cache(session: Session) -> msal.SerializableTokenCache:
-    """The user's token cache, as MSAL wants it."""
-    cache = msal.SerializableTokenCache()
-    state = session.get(CACHE_KEY)
-    if state:
-        cache.deserialize(state)
-    return cache
-
-
-def save_cache(session: Session, cache: msal.SerializableTokenCache) -> None:
-    """Write the token cache back, only if MSAL changed it."""
-    if cache.has_state_changed:
-        session[CACHE_KEY] = cache.serialize()
 
 
 def merge_caches(older: str | None, newer: str) -> str:

@@ -14,10 +14,12 @@ from typing import Any
 
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
+from flask.typing import ResponseReturnValue
 from flask_session import Session
 from flask_session.base import ServerSideSessionInterface
+from werkzeug.exceptions import InternalServerError
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, SessionStoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +94,30 @@ def setup_sessions(app: Flask, *, form_post: bool, secure_redirect: bool) -> Non
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     if secure_redirect and not app.config.get("SESSION_COOKIE_SECURE"):
         app.config["SESSION_COOKIE_SECURE"] = True
+
+
+def is_store_outage(exc: BaseException | None) -> bool:
+    """Whether ``exc`` says the session store cannot be reached."""
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:
+        return False
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError))
+
+
+def store_outage_page(error: InternalServerError) -> ResponseReturnValue:
+    """Answer a request the session store failed with a 503 page instead of a 500.
+
+    The store is read before any view runs and written after, so its failures
+    reach Flask as unhandled errors; everything else keeps Flask's 500.
+    """
+    if not is_store_outage(error.original_exception):
+        return error
+    logger.error("Session store unavailable: %s", type(error.original_exception).__name__)
+    return SessionStoreUnavailable(
+        "This site cannot reach its session store right now. Please try again in a moment."
+    ).get_response()
 
 
 def regenerate(app: Flask, session: SessionMixin) -> None:

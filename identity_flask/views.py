@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msal
 from flask import Blueprint, current_app, redirect, render_template, request, session
 from werkzeug.wrappers import Response
 
@@ -34,7 +35,10 @@ def make_blueprint(settings: Settings) -> Blueprint:
     bp = Blueprint("identity", __name__, template_folder="templates")
     prefix = settings.routes_prefix
     bp.add_url_rule(f"{prefix}/login", "login", login, methods=["GET"])
-    bp.add_url_rule(settings.redirect_path, "auth_response", auth_response, methods=["GET", "POST"])
+    # The provider answers by the method the response mode names; the other one is refused
+    # before the session is touched.
+    callback_method = "POST" if settings.response_mode == "form_post" else "GET"
+    bp.add_url_rule(settings.redirect_path, "auth_response", auth_response, methods=[callback_method])
     bp.add_url_rule(f"{prefix}/logout", "logout", logout, methods=["GET", "POST"])
     return bp
 
@@ -133,11 +137,9 @@ def _finish(state: AppState, settings: Settings, params: Any) -> Response:
         raise SignInError("The sign-in response carries no authorization code.")
 
     kind = entry.get("kind", "sign_in")
-    cache = session_data.load_cache({})
-    result = state.client.finish(entry["flow"], params.to_dict(), cache, authority=state.authority(kind))
+    cache = msal.SerializableTokenCache()
+    result, account_id = state.client.finish(entry["flow"], params.to_dict(), cache, authority=state.authority(kind))
     claims = result.get("id_token_claims") or {}
-    accounts = state.client.msal_app(cache, state.authority(kind)).get_accounts()
-    account_id = accounts[0]["home_account_id"] if accounts else None
 
     previous = session_data.get_user(session)
     same_user = previous is not None and _same_user(previous, claims)

@@ -266,11 +266,6 @@ def sign_in_to(client: FlaskClient, idp: LocalProvider, login: str) -> None:
 
 
 @pytest.mark.redis
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: a session store error (redis ConnectionError in Flask-Session's open_session) "
-    "is an unhandled 500; it should be a 503 page like an unreachable provider",
-)
 def test_redis_down_answers_503(idp: LocalProvider, redis_process: RedisProcess) -> None:
     app = redis_app(idp, redis_process.port)
     client = app.test_client()

@@ -11,7 +11,7 @@ import pytest
 from conftest import SignIn, b2c_settings, session_cookie
 from flask import Flask
 from flask.testing import FlaskClient
-from localidp import LocalProvider, free_port, path_and_query, query_of
+from localidp import SHORT_CLIENT_ID, LocalProvider, free_port, path_and_query, query_of
 
 from identity_flask import session_data
 
@@ -218,23 +218,21 @@ def test_signed_in_views_make_no_provider_requests_and_discovery_happens_once(
 
 
 def test_token_cache_is_written_back_only_when_it_changed(
-    app: Flask, sign_in: SignIn, monkeypatch: pytest.MonkeyPatch
+    make_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider
 ) -> None:
-    client = app.test_client()
-    sign_in(client, "/token")
-    client.get("/token")
-    saved: list[bool] = []
-    real_save = session_data.save_cache
+    steady = make_app().test_client()
+    sign_in(steady, "/token")
+    before = stored_session(steady.application, steady)[session_data.CACHE_KEY]
+    response = steady.get("/token")
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers  # the session was not stored again
+    assert stored_session(steady.application, steady)[session_data.CACHE_KEY] == before
 
-    def spy(session: Any, cache: Any) -> None:
-        saved.append(cache.has_state_changed)
-        real_save(session, cache)
-
-    monkeypatch.setattr(session_data, "save_cache", spy)
-    before = stored_session(app, client)[session_data.CACHE_KEY]
-    client.get("/token")
-    assert saved == [False]
-    assert stored_session(app, client)[session_data.CACHE_KEY] == before
+    refreshing = make_app(client_id=SHORT_CLIENT_ID).test_client()
+    sign_in(refreshing, "/token")
+    before = stored_session(refreshing.application, refreshing)[session_data.CACHE_KEY]
+    assert refreshing.get("/token").status_code == 200  # a 5-second token: refreshed
+    assert stored_session(refreshing.application, refreshing)[session_data.CACHE_KEY] != before
 
 
 def test_signing_in_as_someone_else_replaces_the_user_and_tokens(app: Flask, sign_in: SignIn) -> None:

@@ -256,11 +256,6 @@ class Case:
     app: str = "entra"
 
 
-CORE_BUG_CALLBACK_METHOD = (
-    "core bug: the callback accepts both GET and POST whatever response_mode was asked for; "
-    "it should accept only the method of its response mode (query: GET, form_post: POST)"
-)
-
 CASES: dict[str, Any] = {
     # state
     "state-missing": Case(missing_state, 400),
@@ -288,18 +283,13 @@ CASES: dict[str, Any] = {
     "query-oversized": Case(oversized_query, 400),
     "query-malformed-percent-encoding": Case(malformed_percent_encoding, 400),
     "query-repeated-state": Case(repeated_state_parameters, 400),
-    "form-malformed-body": Case(malformed_form_body, 400),
-    "form-oversized-body": Case(oversized_form_body, 413),
-    "form-broken-multipart": Case(broken_multipart_body, 400),
-    "form-json-body": Case(json_body, 400),
+    "form-malformed-body": Case(malformed_form_body, 400, app="form_post"),
+    "form-oversized-body": Case(oversized_form_body, 413, app="form_post"),
+    "form-broken-multipart": Case(broken_multipart_body, 400, app="form_post"),
+    "form-json-body": Case(json_body, 400, app="form_post"),
     # the wrong method for the response mode
-    "method-POST-when-GET-was-asked": pytest.param(
-        Case(post_when_get_was_asked, 405), marks=pytest.mark.xfail(strict=True, reason=CORE_BUG_CALLBACK_METHOD)
-    ),
-    "method-GET-when-POST-was-asked": pytest.param(
-        Case(get_when_post_was_asked, 405, app="form_post"),
-        marks=pytest.mark.xfail(strict=True, reason=CORE_BUG_CALLBACK_METHOD),
-    ),
+    "method-POST-when-GET-was-asked": Case(post_when_get_was_asked, 405),
+    "method-GET-when-POST-was-asked": Case(get_when_post_was_asked, 405, app="form_post"),
     # hostile return targets: all land on "/"
     "next-scheme-relative": Case(next_target("//evil.example/x"), 302, location="/", signed_in=False),
     "next-absolute": Case(next_target("https://evil.example/"), 302, location="/", signed_in=False),

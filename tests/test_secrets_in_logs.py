@@ -151,21 +151,11 @@ def test_no_secret_in_any_log_line_of_the_extension_and_its_http_stack(run: Run)
     assert not leaks, "\n".join(leaks)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: MSAL's 'msal.token_cache' logger prints each token request at DEBUG, "
-    "authorization code and PKCE code verifier included; the core needs a redacting logging filter",
-)
 def test_no_code_or_verifier_in_msal_debug_log(run: Run) -> None:
     leaks = run.leaks(lambda name: name == MSAL_CACHE_LOGGER)
     assert not leaks, "\n".join(leaks)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: the server's request log line (werkzeug here, gunicorn's access log alike) "
-    "carries the callback's query, authorization code included; the core needs a redacting filter",
-)
 def test_no_code_in_the_request_log(run: Run) -> None:
     leaks = run.leaks(lambda name: name == "werkzeug")
     assert not leaks, "\n".join(leaks)

@@ -1,0 +1,60 @@
+"""Keeping secrets out of log lines written by the libraries under the extension.
+
+MSAL logs each token request at DEBUG with its body (the authorization code
+and PKCE verifier among it), and a server's request log prints the callback's
+URL with its code. A filter on those loggers rewrites such values before any
+handler sees them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+#: Names whose values never reach a log line.
+SECRET_NAMES = (
+    "code",
+    "code_verifier",
+    "client_secret",
+    "client_assertion",
+    "refresh_token",
+    "access_token",
+    "id_token",
+    "password",
+)
+_NAMES = "|".join(SECRET_NAMES)
+_IN_QUERY = re.compile(rf"(?<![\w-])({_NAMES})=([^&\s\"']+)")
+_IN_MAPPING = re.compile(rf"([\"'])({_NAMES})\1(\s*:\s*)([\"'])(?:\\.|(?!\4).)*\4")
+REDACTED = "[redacted]"
+
+#: Loggers whose lines may carry secrets; MSAL's are added by name prefix.
+LOGGERS = ("werkzeug", "gunicorn.access", "gunicorn.error", "urllib3.connectionpool")
+
+
+def redact(text: str) -> str:
+    """``text`` with the values of :data:`SECRET_NAMES` replaced, in query strings and mappings."""
+    text = _IN_QUERY.sub(rf"\1={REDACTED}", text)
+    return _IN_MAPPING.sub(rf"\1\2\1\3\4{REDACTED}\4", text)
+
+
+class RedactSecrets(logging.Filter):
+    """A logging filter that rewrites a record whose message holds a secret."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_FILTER = RedactSecrets()
+
+
+def install() -> None:
+    """Put the filter on MSAL's loggers and the usual server loggers; safe to call again."""
+    names = [n for n in logging.root.manager.loggerDict if n == "msal" or n.startswith("msal.")]
+    for name in (*names, *LOGGERS):
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
