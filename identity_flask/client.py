@@ -9,8 +9,10 @@ is handed in by the caller for each call.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -31,6 +33,13 @@ logger = logging.getLogger(__name__)
 # Referer and is not cached. Apps that can serve SameSite=None cookies may choose
 # form_post.
 warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended", category=UserWarning)
+
+#: How long a token MSAL handed out is served again for an unchanged cache, at most.
+MEMO_SECONDS = 600
+#: MSAL treats an access token with less than this many seconds left as expired.
+MSAL_EXPIRY_MARGIN = 300
+#: Token caches remembered per app and process.
+MEMO_ENTRIES = 4096
 
 #: Keys of an MSAL token result that a view may see. The refresh token and the
 #: raw id token stay in the token cache.
@@ -85,6 +94,9 @@ class IdentityClient:
         self._end_session_endpoint: str | None = None
         #: Per thread: one MSAL application bound to its own, reusable token cache.
         self._per_thread = threading.local()
+        #: MSAL's answers per exact token cache content: digest -> {scopes and account: (token, expires at, until)}.
+        self._memo: dict[bytes, dict[str, tuple[dict[str, Any], float, float]]] = {}
+        self._memo_lock = threading.Lock()
 
     def msal_app(
         self, cache: msal.TokenCache | None = None, authority: Authority | None = None
@@ -172,10 +184,24 @@ class IdentityClient:
     ) -> tuple[dict[str, Any] | None, str | None, str | None]:
         """Get an access token from the user's token cache, refreshing it if needed.
 
+        A token MSAL returned is served again, without asking MSAL, while the
+        user's cache is byte for byte the same and the token has more than
+        MSAL's own expiry margin left (and for :data:`MEMO_SECONDS` at most):
+        MSAL's answer for that same input would be that same token. Identical
+        cache content can only belong to the same user.
+
         :param cache_state: the user's serialized MSAL token cache, or ``None``.
         :return: ``(token, error, new_cache_state)``; ``new_cache_state`` is
             ``None`` when the cache did not change and need not be stored again.
         """
+        now = time.time()
+        memo_key = " ".join(sorted(scopes)) + "\n" + account_id
+        digest = _digest(cache_state) if cache_state else None
+        if digest is not None:
+            remembered = self._memo.get(digest, {}).get(memo_key)
+            if remembered is not None and remembered[2] > now:
+                token, expires_at, _until = remembered
+                return {**token, "expires_in": int(expires_at - now)}, None, None
         app, own_cache = self._thread_app()
         # The thread's cache holds this user's tokens only for the length of this call:
         # it is filled from theirs first (replacing whatever it held, also when they
@@ -201,7 +227,29 @@ class IdentityClient:
                 raise ProviderError("The sign-in service could not refresh your access.", error=error)
             logger.info("Token for %s needs a new sign-in: %s", " ".join(scopes), error)
             return None, error, new_state
-        return {key: result[key] for key in TOKEN_KEYS if key in result}, None, new_state
+        token = {key: result[key] for key in TOKEN_KEYS if key in result}
+        state_now = new_state or cache_state
+        if state_now:
+            self._remember(_digest(state_now), memo_key, token, now)
+        return token, None, new_state
+
+    def _remember(self, digest: bytes, memo_key: str, token: dict[str, Any], now: float) -> None:
+        lifetime = int(token.get("expires_in") or 0)
+        serve_for = min(lifetime - MSAL_EXPIRY_MARGIN, MEMO_SECONDS)
+        if serve_for <= 0:
+            return
+        with self._memo_lock:
+            entries = self._memo.pop(digest, {})
+            entries[memo_key] = (token, now + lifetime, now + serve_for)
+            self._memo[digest] = entries  # newest last
+            while len(self._memo) > MEMO_ENTRIES:
+                del self._memo[next(iter(self._memo))]
+
+    def forget(self, cache_state: str | None) -> None:
+        """Drop what is remembered of a token cache, at sign-out."""
+        if cache_state:
+            with self._memo_lock:
+                self._memo.pop(_digest(cache_state), None)
 
     def _thread_app(self) -> tuple[msal.ConfidentialClientApplication, msal.SerializableTokenCache]:
         """This thread's MSAL application for silent token requests, built on first use.
@@ -248,3 +296,7 @@ class IdentityClient:
             query["client_id"] = self.settings.client_id
         separator = "&" if "?" in endpoint else "?"
         return endpoint + separator + urlencode(query)
+
+
+def _digest(cache_state: str) -> bytes:
+    return hashlib.blake2b(cache_state.encode(), digest_size=16).digest()

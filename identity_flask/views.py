@@ -182,6 +182,7 @@ def logout() -> Response | str:
             raise SignInError("Sign-out requests must come from this site.", error="invalid_request")
         return render_template("identity/logout.html")
     user = session_data.get_user(session)
+    state.client.forget(session.get(session_data.CACHE_KEY))
     session_data.sign_out(session)
     signals.signed_out.send(current_app._get_current_object(), user=user)  # type: ignore[attr-defined]
     return_to = state.post_logout_url()
