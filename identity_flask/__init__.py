@@ -9,6 +9,7 @@ from .errors import (
     ProviderError,
     ProviderUnavailable,
     RoleRequired,
+    SessionStoreUnavailable,
     SignInError,
 )
 from .extension import Auth, current_user
@@ -25,6 +26,7 @@ __all__ = [
     "ProviderError",
     "ProviderUnavailable",
     "RoleRequired",
+    "SessionStoreUnavailable",
     "SignInError",
     "current_user",
     "sign_in_failed",
