@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 import msal
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from .config import Authority, Settings
 from .errors import ProviderError, ProviderUnavailable, SignInError
@@ -55,7 +56,10 @@ class _TimeoutSession(requests.Session):
     def __init__(self, timeout: float) -> None:
         super().__init__()
         self.timeout = timeout
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=1)
+        # One retry for a connection that failed to open; none for a read that timed
+        # out, so a stalled provider holds a worker for ``timeout`` and no longer.
+        retries = Retry(total=1, connect=1, read=0, status=0, other=0)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=retries)
         self.mount("https://", adapter)
         self.mount("http://", adapter)
 
