@@ -8,12 +8,11 @@ All against real processes (the local provider, redis-server); the provider's
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,54 +27,21 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from identity_flask import Auth
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+from servers import RedisServer  # noqa: E402
+
 from identity_flask.session_data import CACHE_KEY
 
 JSON = {"Accept": "application/json"}
 TOKEN_PATH = "/oauth2/v2.0/token"
 
 
-def start_redis(port: int) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("redis-server did not start")
-
-
-def stop_redis(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        process.wait(10)
-
-
-class RedisProcess:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process = start_redis(self.port)
-
-    def stop(self) -> None:
-        stop_redis(self.process)
-
-    def restart(self) -> None:
-        self.stop()
-        self.process = start_redis(self.port)
-
-
 @pytest.fixture
-def redis_process() -> Iterator[RedisProcess]:
-    server = RedisProcess()
-    yield server
-    server.stop()
+def redis_process() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
 
 
 def redis_app(idp: LocalProvider, port: int) -> Flask:
@@ -267,7 +233,7 @@ def sign_in_to(client: FlaskClient, idp: LocalProvider, login: str) -> None:
 
 
 @pytest.mark.redis
-def test_redis_down_answers_503(idp: LocalProvider, redis_process: RedisProcess) -> None:
+def test_redis_down_answers_503(idp: LocalProvider, redis_process: RedisServer) -> None:
     app = redis_app(idp, redis_process.port)
     client = app.test_client()
     sign_in_to(client, idp, "alice")
@@ -277,7 +243,7 @@ def test_redis_down_answers_503(idp: LocalProvider, redis_process: RedisProcess)
 
 
 @pytest.mark.redis
-def test_redis_down_mixes_no_data_and_recovers(idp: LocalProvider, redis_process: RedisProcess) -> None:
+def test_redis_down_mixes_no_data_and_recovers(idp: LocalProvider, redis_process: RedisServer) -> None:
     app = redis_app(idp, redis_process.port)
     alice, bob = app.test_client(), app.test_client()
     sign_in_to(alice, idp, "alice")
@@ -287,7 +253,7 @@ def test_redis_down_mixes_no_data_and_recovers(idp: LocalProvider, redis_process
         response = client.get("/whoami", headers=JSON)
         assert response.status_code >= 500  # never another user's data, never a signed-in page
         assert b"alice" not in response.data and b"bob" not in response.data
-    redis_process.restart()  # no persistence: every session is gone
+    redis_process.start()  # on the same port, without persistence: every session is gone
     for client in (alice, bob):
         assert client.get("/whoami", headers=JSON).status_code == 401
     sign_in_to(bob, idp, "bob")
