@@ -6,6 +6,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
+from urllib.parse import urlsplit
 
 from flask import Flask, current_app, redirect, request, session
 from flask.typing import ResponseReturnValue
@@ -286,6 +287,4 @@ class Auth:
 
 
 def _is_local(url: str) -> bool:
-    from urllib.parse import urlsplit
-
     return urlsplit(url).hostname in ("localhost", "127.0.0.1", "::1")
