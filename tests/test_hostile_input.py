@@ -247,7 +247,8 @@ def tampered_cookie_at_callback(a: Attack) -> TestResponse:
 @dataclass(frozen=True)
 class Case:
     attack: Callable[[Attack], TestResponse]
-    status: int
+    #: The status expected, or the statuses any of which is right.
+    status: int | tuple[int, ...]
     #: The ``Location`` a redirect must have (prefix), when ``status`` is a redirect.
     location: str | None = None
     #: Whether the victim is signed in (as alice) before the attack.
@@ -284,7 +285,9 @@ CASES: dict[str, Any] = {
     "query-malformed-percent-encoding": Case(malformed_percent_encoding, 400),
     "query-repeated-state": Case(repeated_state_parameters, 400),
     "form-malformed-body": Case(malformed_form_body, 400, app="form_post"),
-    "form-oversized-body": Case(oversized_form_body, 413, app="form_post"),
+    # Werkzeug refuses the body with 413 (3.1.8) or drops the over-limit field, which
+    # leaves the callback without its state: 400 (3.1.9).
+    "form-oversized-body": Case(oversized_form_body, (413, 400), app="form_post"),
     "form-broken-multipart": Case(broken_multipart_body, 400, app="form_post"),
     "form-json-body": Case(json_body, 400, app="form_post"),
     # the wrong method for the response mode
@@ -365,7 +368,8 @@ def test_hostile_input(
     response = case.attack(Attack(app, client, idp, sign_in))
 
     body = response.get_data(as_text=True)
-    assert response.status_code == case.status, body[:500]
+    expected = case.status if isinstance(case.status, tuple) else (case.status,)
+    assert response.status_code in expected, body[:500]
     assert "Traceback" not in body and 'File "' not in body
     assert SCRIPT not in body and "<b onmouseover" not in body
     if case.location is not None:
