@@ -18,7 +18,7 @@ from types import TracebackType
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "idp"))
 
-from localidp import LocalProvider, free_port  # noqa: E402
+from localidp import LocalProvider, free_port, stop_process  # noqa: E402
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -54,13 +54,7 @@ class RedisServer:
         raise RuntimeError("redis-server did not start in time")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def __enter__(self) -> RedisServer:

@@ -204,3 +204,13 @@ def page(browser: Any) -> Iterator[Any]:
     context.set_default_timeout(15000)
     yield context.new_page()
     context.close()
+
+
+def sign_in_on_provider_page(page: Any, provider: LocalProvider, back_to: str, login: str = "grace") -> None:
+    """In the browser, on the provider's login page: sign in as ``login`` and wait to be back at ``back_to``."""
+    page.wait_for_url(provider.origin + "/**")
+    assert page.title() == "Sign-in"
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", "any password")
+    page.click("button[type=submit]")
+    page.wait_for_url(back_to)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import LiveServer
+from conftest import LiveServer, sign_in_on_provider_page
 from localidp import LocalProvider
 
 pytestmark = pytest.mark.browser
@@ -13,12 +13,7 @@ pytestmark = pytest.mark.browser
 
 def test_sign_in_see_the_protected_page_and_sign_out(live_app: LiveServer, idp: LocalProvider, page: Any) -> None:
     page.goto(live_app.url + "/profile?from=browser")
-    page.wait_for_url(idp.origin + "/**")
-    assert page.title() == "Sign-in"
-    page.fill("input[name=login]", "grace")
-    page.fill("input[name=password]", "correct horse")
-    page.click("button[type=submit]")
-    page.wait_for_url(live_app.url + "/profile?from=browser")
+    sign_in_on_provider_page(page, idp, live_app.url + "/profile?from=browser")
     assert page.inner_text("#name") == "Grace"
     assert page.inner_text("#username") == "grace@example.test"
 

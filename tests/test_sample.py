@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from conftest import APP_PORT, REDIRECT_URI, LiveServer, SignIn
+from conftest import APP_PORT, REDIRECT_URI, LiveServer, SignIn, sign_in_on_provider_page
 from flask import Flask
 from flask_session.redis import RedisSessionInterface
 from localidp import B2C_EDIT_PROFILE, B2C_SIGN_IN, B2C_TENANT, CLIENT_ID, CLIENT_SECRET, LocalProvider, free_port
@@ -213,12 +213,7 @@ def test_browser_sign_in_call_the_api_and_sign_out(live_sample: LiveServer, idp:
     page.goto(live_sample.url + "/")
     assert page.is_visible("#signed-out")
     page.click("#sign-in")
-    page.wait_for_url(idp.origin + "/**")
-    assert page.title() == "Sign-in"
-    page.fill("input[name=login]", "grace")
-    page.fill("input[name=password]", "any password")
-    page.click("button[type=submit]")
-    page.wait_for_url(live_sample.url + "/")
+    sign_in_on_provider_page(page, idp, live_sample.url + "/")
     assert page.inner_text("#name") == "Grace"
     assert page.inner_text("#username") == "grace@example.test"
 
