@@ -59,7 +59,7 @@ def sign_out(session: Session) -> None:
 def add_flow(session: Session, state: str, entry: dict[str, Any], *, ttl: int, keep: int) -> None:
     """Remember a started sign-in; drop expired ones and all but the newest ``keep``."""
     now = int(time.time())
-    flows = {k: v for k, v in _flows(session).items() if now - int(v.get("created", 0)) < ttl}
+    flows = _live(_flows(session), now, ttl)
     flows[state] = {**entry, "created": now}
     newest = sorted(flows, key=lambda k: flows[k]["created"])[-keep:]
     session[FLOWS_KEY] = {k: flows[k] for k in newest}
@@ -75,12 +75,22 @@ def take_flow(session: Session, state: str, *, ttl: int) -> tuple[dict[str, Any]
     entry = flows.pop(state, None)
     if entry is None:
         return None, False
-    live = {k: v for k, v in flows.items() if now - int(v.get("created", 0)) < ttl}
+    live = _live(flows, now, ttl)
     if live:
         session[FLOWS_KEY] = live
     else:
         del session[FLOWS_KEY]
-    return entry, now - int(entry.get("created", 0)) >= ttl
+    return entry, _age(entry, now) >= ttl
+
+
+def _age(entry: dict[str, Any], now: int) -> int:
+    """Seconds since the sign-in ``entry`` was started."""
+    return now - int(entry.get("created", 0))
+
+
+def _live(flows: dict[str, Any], now: int, ttl: int) -> dict[str, Any]:
+    """The pending sign-ins of ``flows`` that have not expired."""
+    return {k: v for k, v in flows.items() if _age(v, now) < ttl}
 
 
 def _flows(session: Session) -> dict[str, Any]:
