@@ -232,9 +232,9 @@ class IdentityClient:
             logger.info("Token for %s needs a new sign-in: %s", " ".join(scopes), error)
             return None, error, new_state
         token = {key: result[key] for key in TOKEN_KEYS if key in result}
-        state_now = new_state or cache_state
-        if state_now:
-            self._remember(_digest(state_now), memo_key, token, now)
+        digest_now = _digest(new_state) if new_state else digest
+        if digest_now is not None:
+            self._remember(digest_now, memo_key, token, now)
         return token, None, new_state
 
     def _remember(self, digest: bytes, memo_key: str, token: dict[str, Any], now: float) -> None:
