@@ -180,8 +180,7 @@ class IdentityClient:
                     error=error,
                 )
             raise ProviderError("The sign-in service could not complete the sign-in.", error=error)
-        accounts = app.get_accounts()
-        return result, accounts[0]["home_account_id"] if accounts else None
+        return result, first_account_id(app)
 
     def silent(
         self, scopes: Sequence[str], cache_state: str | None, account_id: str
@@ -300,6 +299,12 @@ class IdentityClient:
             query["client_id"] = self.settings.client_id
         separator = "&" if "?" in endpoint else "?"
         return endpoint + separator + urlencode(query)
+
+
+def first_account_id(app: msal.ClientApplication) -> str | None:
+    """The MSAL account id of the (only) user in ``app``'s token cache, if any."""
+    accounts = app.get_accounts()
+    return str(accounts[0]["home_account_id"]) if accounts else None
 
 
 def _digest(cache_state: str) -> bytes:

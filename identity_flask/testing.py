@@ -192,13 +192,15 @@ def sign_in(
     import msal
 
     from . import session_data
+    from .client import first_account_id
 
     app: Flask = client.application
     state = _state(app)
     offline(app)
     user = {"sub": DEFAULT_CLAIMS["sub"], **(DEFAULT_CLAIMS if claims is None else claims)}
     cache = msal.SerializableTokenCache()
-    authority = state.client.msal_app(cache).authority
+    msal_app = state.client.msal_app(cache)
+    authority = msal_app.authority
     response: dict[str, Any] = {"id_token_claims": user, "token_type": "Bearer"}
     if state.settings.authority.kind != "oidc" and user.get("tid"):
         # Microsoft's providers name accounts "<object id>.<tenant id>" through client_info.
@@ -213,8 +215,7 @@ def sign_in(
     for scope, token in (tokens or {}).items():
         token_response = {**response, "access_token": token, "expires_in": expires_in, "scope": scope}
         cache.add({**event, "scope": scope.split(), "response": token_response})
-    accounts = state.client.msal_app(cache).get_accounts()
-    account_id = accounts[0]["home_account_id"] if accounts else None
+    account_id = first_account_id(msal_app)
     with client.session_transaction() as session:
         session_data.sign_out(session)
         session_data.sign_in(session, user, account_id, cache.serialize())
