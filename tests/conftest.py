@@ -12,7 +12,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+# The local provider, and the benchmarks' server starters (Redis, gunicorn) the tests share.
 sys.path.insert(0, str(Path(__file__).parent / "idp"))
+sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from localidp import (  # noqa: E402

@@ -8,11 +8,9 @@ All against real processes (the local provider, redis-server); the provider's
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,13 +23,9 @@ from flask.testing import FlaskClient
 from localidp import SHORT_CLIENT_ID, TENANT_ID, LocalProvider, free_port, path_and_query
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from servers import RedisServer
 
 from identity_flask import Auth
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-
-from servers import RedisServer  # noqa: E402
-
 from identity_flask.session_data import CACHE_KEY
 
 JSON = {"Accept": "application/json"}

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,12 +19,9 @@ import redis
 import requests
 from conftest import APP_PORT, REDIRECT_URI
 from localidp import CLIENT_ID, CLIENT_SECRET, LocalProvider
+from servers import Gunicorn, RedisServer
 
 from identity_flask.session_data import CACHE_KEY, USER_KEY
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-
-from servers import Gunicorn, RedisServer  # noqa: E402
 
 USERS = 50
 ROUNDS = 3

@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 import requests
-from localidp import CLIENT_ID, CLIENT_SECRET, LocalProvider, free_port
+from localidp import CLIENT_ID, CLIENT_SECRET, LocalProvider, free_port, wait_until_ready
+from servers import RedisServer
 
 pytestmark = pytest.mark.redis
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample"
-REDIS_SERVER = "/usr/bin/redis-server"
 #: Every sample variable, so that a developer's sample/.env cannot leak into the test.
 BLANK = (
     "IDENTITY_OIDC_AUTHORITY",
@@ -36,38 +34,11 @@ BLANK = (
 )
 
 
-def wait_until(check: object, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():  # type: ignore[operator]
-                return
-        except (redis.RedisError, requests.RequestException):
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not start in time")
-
-
 @pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url() -> Iterator[str]:
     """A throw-away redis-server on a free port, with no persistence."""
-    server = shutil.which("redis-server") or REDIS_SERVER
-    if not os.path.exists(server):
-        pytest.fail("redis-server is missing: run `make install` (apt-get install redis-server).")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        wait_until(lambda: redis.from_url(url).ping(), "redis-server")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
+    with RedisServer() as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +95,7 @@ def instances(
     urls = (f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}")
     try:
         for url, process in zip(urls, processes, strict=True):
-            wait_until(lambda url=url, p=process: p.poll() is None and requests.get(url + "/", timeout=2).ok, url)
+            wait_until_ready(process, lambda url=url: requests.get(url + "/", timeout=2).ok, url, timeout=20)
         yield urls
     finally:
         for process in processes:

@@ -18,7 +18,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urljoin, urlsplit
@@ -44,6 +44,36 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until_ready(
+    process: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    what: str,
+    *,
+    timeout: float,
+    detail: Callable[[], str] | None = None,
+) -> None:
+    """Wait until ``ready()`` says the server ``process`` started answers.
+
+    ``ready`` may raise :class:`OSError` (``requests``' errors are ones) while the
+    server is still coming up.
+
+    :param detail: what to add to the error when the process exits, e.g. its log.
+    :raises RuntimeError: the process exited, or ``timeout`` seconds passed.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            extra = f": {detail()}" if detail is not None else ""
+            raise RuntimeError(f"{what} exited with {process.returncode}{extra}")
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start in time")
 
 
 def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
@@ -177,17 +207,17 @@ class LocalProvider:
             [node, str(HERE / "idp.mjs"), str(config_path)], cwd=HERE, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"The local provider exited: {(self.workdir / 'idp.log').read_text()}")
-            try:
-                if requests.get(f"{self.origin}/__health", verify=str(self.ca_path), timeout=1).ok:
-                    return
-            except requests.RequestException:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("The local provider did not start in time.")
+        try:
+            wait_until_ready(
+                self.process,
+                lambda: requests.get(f"{self.origin}/__health", verify=str(self.ca_path), timeout=1).ok,
+                "The local provider",
+                timeout=timeout,
+                detail=(self.workdir / "idp.log").read_text,
+            )
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """Stop the process."""
