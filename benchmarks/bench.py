@@ -165,8 +165,8 @@ def build_reference(provider: LocalProvider, store: Store) -> Flask:
 # --- signing in through the provider ------------------------------------------------------------
 
 
-def _browser() -> requests.Session:
-    browser = requests.Session()
+def _browser(provider: LocalProvider) -> requests.Session:
+    browser = provider.browser()
     browser.headers["User-Agent"] = BROWSER_AGENT
     return browser
 
@@ -178,7 +178,7 @@ def sign_in_ours(app: Flask, provider: LocalProvider, login: str) -> str:
     while response.status_code == 302 and not response.location.startswith(provider.origin):
         response = client.get(path_and_query(response.location))
     assert response.status_code == 302, response.status_code
-    callback = provider.sign_in(response.location, login=login, browser=_browser())
+    callback = provider.sign_in(response.location, login=login, browser=_browser(provider))
     back = client.get(path_and_query(callback))
     assert back.status_code == 302 and back.location == "/api", (back.status_code, back.location)
     cookie = client.get_cookie("session")
@@ -191,7 +191,7 @@ def sign_in_reference(app: Flask, provider: LocalProvider, login: str) -> str:
     page = client.get("/api")  # the reference answers 200 with a meta refresh to the provider
     found = re.search(r"URL=([^'\"]+)", page.get_data(as_text=True))
     assert page.status_code == 200 and found, page.status_code
-    callback = provider.sign_in(html.unescape(found.group(1)), login=login, browser=_browser())
+    callback = provider.sign_in(html.unescape(found.group(1)), login=login, browser=_browser(provider))
     back = client.get(path_and_query(callback))
     assert back.status_code == 302 and urlsplit(back.location).path == "/api", (back.status_code, back.location)
     cookie = client.get_cookie("session")

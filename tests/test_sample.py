@@ -255,9 +255,7 @@ def test_demo_command_serves_the_sample_against_the_local_provider_and_stops_on_
         # The demo's provider, to play the user on its login page.
         config = json.loads((tmp_path / "idp-config.json").read_text())
         provider = LocalProvider(tmp_path, redirect_uris=[], post_logout_redirect_uris=[], port=config["port"])
-        at_provider = requests.Session()
-        at_provider.trust_env = False
-        at_provider.verify = str(provider.ca_path)
+        at_provider = provider.browser()
 
         app_browser = requests.Session()
         response = app_browser.get(origin + "/call-api", allow_redirects=False)

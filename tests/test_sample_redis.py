@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from localidp import CLIENT_ID, CLIENT_SECRET, LocalProvider, free_port, wait_until_ready
+from localidp import CLIENT_ID, CLIENT_SECRET, LocalProvider, free_port, stop_process, wait_until_ready
 from servers import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -99,21 +99,7 @@ def instances(
         yield urls
     finally:
         for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def provider_browser(provider: LocalProvider) -> requests.Session:
-    """The browser's side at the provider: its cookies, trusting its CA whatever the environment says."""
-    browser = requests.Session()
-    browser.trust_env = False
-    browser.verify = str(provider.ca_path)
-    return browser
+            stop_process(process)
 
 
 def test_signed_in_on_one_instance_is_signed_in_on_the_other_and_signed_out_on_both(
@@ -122,7 +108,7 @@ def test_signed_in_on_one_instance_is_signed_in_on_the_other_and_signed_out_on_b
     first, second = instances
     store = redis.from_url(redis_url)
     app_browser = requests.Session()  # one cookie jar; cookies do not depend on the port
-    at_provider = provider_browser(own_provider)
+    at_provider = own_provider.browser()
 
     # Starting at the API page signs in with its scope, so both instances can call the API.
     response = app_browser.get(first + "/call-api", allow_redirects=False)

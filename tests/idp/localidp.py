@@ -245,6 +245,14 @@ class LocalProvider:
         """Drop every refresh token, as if they had expired."""
         return int(self._call("POST", "/__revoke")["dropped"])
 
+    def browser(self) -> requests.Session:
+        """A session playing the user's browser at this provider: its own cookies, and
+        trust in this provider's CA whatever ``REQUESTS_CA_BUNDLE`` says."""
+        browser = requests.Session()
+        browser.trust_env = False
+        browser.verify = str(self.ca_path)
+        return browser
+
     def sign_in(
         self,
         auth_uri: str,
@@ -262,8 +270,8 @@ class LocalProvider:
         :return: the URL the provider sends the browser back to, with its query;
             for ``form_post``, that URL with the posted fields as its query.
         """
-        http = browser or requests.Session()
-        http.verify = str(self.ca_path)
+        http = browser or self.browser()
+        http.verify = str(self.ca_path)  # also for a session the caller made
         response = http.get(auth_uri, allow_redirects=False, timeout=10)
         for _ in range(12):
             if response.is_redirect:
