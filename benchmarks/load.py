@@ -54,10 +54,7 @@ class User:
 
 def sign_in(provider: LocalProvider, base: str, user: User) -> None:
     browser = requests.Session()
-    response = browser.get(f"{base}/token", allow_redirects=False, timeout=30)
-    while response.status_code == 302 and not response.headers["Location"].startswith(provider.origin):
-        response = browser.get(base + response.headers["Location"], allow_redirects=False, timeout=30)
-    callback = provider.sign_in(response.headers["Location"], login=user.login)
+    callback = provider.sign_in_from(browser, f"{base}/token", login=user.login)
     back = browser.get(callback, allow_redirects=False, timeout=30)
     if back.status_code != 302:
         raise RuntimeError(f"sign-in of {user.login} failed: {back.status_code} {back.text[:200]}")

@@ -57,11 +57,7 @@ class User:
 
 
 def sign_in(server: Gunicorn, provider: LocalProvider, user: User) -> None:
-    response = user.browser.get(f"{server.url}/token", allow_redirects=False, timeout=30)
-    while response.status_code == 302 and not response.headers["Location"].startswith(provider.origin):
-        response = user.browser.get(server.url + response.headers["Location"], allow_redirects=False, timeout=30)
-    assert response.status_code == 302, response.text[:300]
-    callback = provider.sign_in(response.headers["Location"], login=user.login)
+    callback = provider.sign_in_from(user.browser, f"{server.url}/token", login=user.login)
     back = user.browser.get(callback, allow_redirects=False, timeout=30)
     assert back.status_code == 302 and back.headers["Location"] == "/token", back.text[:300]
 

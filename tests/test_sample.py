@@ -258,9 +258,7 @@ def test_demo_command_serves_the_sample_against_the_local_provider_and_stops_on_
         at_provider = provider.browser()
 
         app_browser = requests.Session()
-        response = app_browser.get(origin + "/call-api", allow_redirects=False)
-        response = app_browser.get(origin + response.headers["Location"], allow_redirects=False)
-        callback = provider.sign_in(response.headers["Location"], login="alice", browser=at_provider)
+        callback = provider.sign_in_from(app_browser, origin + "/call-api", login="alice", browser=at_provider)
         page = app_browser.get(callback).text
         assert 'id="status">200<' in page, page
         assert "&#34;sub&#34;: &#34;alice&#34;" in page

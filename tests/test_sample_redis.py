@@ -111,11 +111,7 @@ def test_signed_in_on_one_instance_is_signed_in_on_the_other_and_signed_out_on_b
     at_provider = own_provider.browser()
 
     # Starting at the API page signs in with its scope, so both instances can call the API.
-    response = app_browser.get(first + "/call-api", allow_redirects=False)
-    assert response.status_code == 302
-    response = app_browser.get(first + response.headers["Location"], allow_redirects=False)
-    assert response.headers["Location"].startswith(own_provider.origin)
-    callback = own_provider.sign_in(response.headers["Location"], login="alice", browser=at_provider)
+    callback = own_provider.sign_in_from(app_browser, first + "/call-api", login="alice", browser=at_provider)
     assert callback.startswith(first + "/getAToken?")
     response = app_browser.get(callback, allow_redirects=False)
     assert response.status_code == 302 and response.headers["Location"] == "/call-api"

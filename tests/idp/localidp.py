@@ -306,6 +306,30 @@ class LocalProvider:
             response = http.post(target, data=data, allow_redirects=False, timeout=10)
         raise RuntimeError("The provider never sent the browser back to the app.")
 
+    def sign_in_from(
+        self,
+        app_browser: requests.Session,
+        url: str,
+        *,
+        login: str = "alice",
+        browser: requests.Session | None = None,
+        timeout: float = 30,
+    ) -> str:
+        """Ask a live app for ``url`` as a signed-out browser, follow the app's redirects
+        to this provider, and sign ``login`` in there (see :meth:`sign_in`).
+
+        :param app_browser: the browser's session with the app: its cookies.
+        :param browser: the browser's session with this provider, for single sign-on.
+        :return: the URL the provider sends the browser back to (the app's callback).
+        """
+        response = app_browser.get(url, allow_redirects=False, timeout=timeout)
+        while response.is_redirect and not response.headers["Location"].startswith(self.origin):
+            next_url = urljoin(response.url, response.headers["Location"])
+            response = app_browser.get(next_url, allow_redirects=False, timeout=timeout)
+        if not response.is_redirect:
+            raise RuntimeError(f"{url} did not lead to the provider: {response.status_code} {response.text[:300]}")
+        return self.sign_in(response.headers["Location"], login=login, browser=browser)
+
 
 def query_of(url: str) -> dict[str, str]:
     """The query arguments of ``url``."""
