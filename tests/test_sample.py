@@ -71,7 +71,7 @@ def test_settings_copy_identity_variables_and_fill_in_defaults() -> None:
         }
     )
     assert config["IDENTITY_CLIENT_ID"] == "abc"
-    assert config["IDENTITY_INSTANCE_DISCOVERY"] is False
+    assert config["IDENTITY_INSTANCE_DISCOVERY"] == "false"  # identity_flask reads it
     assert config["IDENTITY_CLIENT_CREDENTIAL"] == {"private_key_pfx_path": "/var/ssl/private/X.p12"}
     assert config["IDENTITY_REDIRECT_URI"] == "/getAToken"
     assert config["API_SCOPES"] == ["api://x/read", "api://x/write"]
@@ -81,6 +81,12 @@ def test_settings_copy_identity_variables_and_fill_in_defaults() -> None:
     assert len(config["SECRET_KEY"]) >= 32
     assert "PATH" not in config
     assert settings.from_environ({})["API_SCOPES"] == ["User.Read"]
+
+
+def test_boolean_identity_variables_reach_the_extension_as_booleans(make_sample: Callable[..., Flask]) -> None:
+    app = make_sample(IDENTITY_INSTANCE_DISCOVERY="false")
+    assert app.extensions["identity"].settings.instance_discovery is False
+    assert make_sample(IDENTITY_INSTANCE_DISCOVERY="").extensions["identity"].settings.instance_discovery is None
 
 
 def test_behind_proxy_defaults_on_for_app_service_and_is_checked() -> None:

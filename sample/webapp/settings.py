@@ -21,8 +21,6 @@ DEFAULT_REDIRECT_PATH = "/getAToken"
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
-#: identity_flask settings that are true or false rather than text.
-_BOOLEAN_KEYS = ("IDENTITY_INSTANCE_DISCOVERY",)
 
 
 def as_bool(name: str, value: str) -> bool:
@@ -44,8 +42,7 @@ def as_list(value: str) -> list[str]:
 
 
 def _identity_value(name: str, value: str) -> Any:
-    if name in _BOOLEAN_KEYS:
-        return as_bool(name, value) if value.strip() else None
+    # identity_flask reads text itself ("false", "", ...); only a certificate needs help.
     if name == "IDENTITY_CLIENT_CREDENTIAL" and value.lstrip().startswith("{"):
         # A certificate, as MSAL takes it: {"private_key_pfx_path": "...", "passphrase": "..."}
         return json.loads(value)
