@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import msal
 import requests
@@ -46,9 +47,86 @@ MEMO_ENTRIES = 4096
 #: raw id token stay in the token cache.
 TOKEN_KEYS = ("access_token", "token_type", "expires_in", "scope")
 
+#: Where an OpenID provider publishes its configuration, below its issuer.
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+
+
+class _BadAnswer(requests.exceptions.RequestException):
+    """The provider answered, but not with what was asked for: an HTML page, say.
+
+    A :class:`requests.RequestException`, so MSAL handles it as it handles a
+    network error: it keeps nothing of it, and falls back on a token it still
+    holds. :func:`provider_calls` makes it a 502.
+    """
+
+
+def _json_object(response: requests.Response) -> dict[str, Any]:
+    """The JSON object ``response`` holds.
+
+    :raises _BadAnswer: the body is not JSON, or not an object.
+    """
+    what = f"{response.status_code} answer ({response.headers.get('Content-Type', 'no content type')})"
+    try:
+        value = json.loads(response.text)
+    except ValueError:
+        raise _BadAnswer(f"a {what} that is not JSON", response=response) from None
+    if not isinstance(value, dict):
+        raise _BadAnswer(f"a {what} that is not a JSON object", response=response)
+    return value
+
+
+def _is_endpoint(value: object) -> bool:
+    """Whether ``value`` is an https URL with a host and a path, as MSAL needs of endpoints."""
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        return False
+    segments = parts.path.split("/")
+    return parts.scheme == "https" and bool(host) and len(segments) > 1 and segments[1] != ""
+
+
+def _discovery_document(response: requests.Response) -> dict[str, Any]:
+    """The provider configuration in ``response``, if it is one MSAL can use.
+
+    :raises _BadAnswer: not a 200 answer with a JSON object naming https
+        ``authorization_endpoint`` and ``token_endpoint`` URLs, and strings for
+        ``issuer`` and ``end_session_endpoint`` if it names them.
+    """
+    if response.status_code != 200:
+        raise _BadAnswer(f"a {response.status_code} answer to a discovery request", response=response)
+    document = _json_object(response)
+    for key in ("authorization_endpoint", "token_endpoint"):
+        if not _is_endpoint(document.get(key)):
+            raise _BadAnswer(f"a discovery document without a usable {key}", response=response)
+    for key in ("issuer", "end_session_endpoint"):
+        if not isinstance(document.get(key, ""), str):
+            raise _BadAnswer(f"a discovery document whose {key} is not a string", response=response)
+    return document
+
+
+def _check_answer(response: requests.Response) -> None:
+    """Refuse an answer that MSAL would keep or read but cannot use.
+
+    MSAL keeps every 2xx answer to a GET for a day in the shared HTTP cache, so a
+    discovery answer that is not a discovery document would break sign-in until
+    then; it is refused here, before MSAL sees it. MSAL posts only to token
+    endpoints, which answer with a JSON object (RFC 6749, 5.1 and 5.2) unless
+    they fail with a 5xx, which MSAL handles itself.
+    """
+    method = (response.request.method or "").upper()
+    if method == "GET" and urlsplit(response.url).path.endswith(DISCOVERY_PATH):
+        if 200 <= response.status_code < 300:
+            _discovery_document(response)
+    elif method == "POST" and response.status_code < 500:
+        _json_object(response)
+
 
 class _TimeoutSession(requests.Session):
-    """A :class:`requests.Session` whose requests time out unless told otherwise.
+    """A :class:`requests.Session` whose requests time out unless told otherwise,
+    and that refuses answers MSAL cannot use (see :func:`_check_answer`).
 
     MSAL applies its ``timeout`` only to sessions it builds itself.
     """
@@ -66,14 +144,20 @@ class _TimeoutSession(requests.Session):
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
-        return super().request(method, url, *args, **kwargs)
+        response = super().request(method, url, *args, **kwargs)
+        _check_answer(response)
+        return response
 
 
 @contextlib.contextmanager
 def provider_calls(action: str) -> Iterator[None]:
-    """Turn network failures while talking to the provider into a 503."""
+    """Turn network failures while talking to the provider into a 503, and
+    failures or unusable answers of the provider's into a 502."""
     try:
         yield
+    except _BadAnswer as exc:
+        logger.warning("Identity provider answered badly while %s: %s", action, exc)
+        raise ProviderError("The sign-in service failed. Please try again in a moment.") from None
     except requests.exceptions.RequestException as exc:
         logger.warning("Identity provider unreachable while %s: %s", action, type(exc).__name__)
         raise ProviderUnavailable("The sign-in service could not be reached. Please try again in a moment.") from None
@@ -91,10 +175,10 @@ class IdentityClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         #: Shared by every MSAL application built here: discovery documents are
-        #: fetched once, and kept only when the provider answered 2xx.
+        #: fetched once, and kept only when they are usable ones (see :func:`_check_answer`).
+        #: Emptied whenever building an MSAL application fails.
         self.http_cache: dict[Any, Any] = {}
         self.http = _TimeoutSession(settings.timeout)
-        self._lock = threading.Lock()
         self._end_session_endpoint: str | None = None
         #: Per thread: one MSAL application bound to its own, reusable token cache.
         self._per_thread = threading.local()
@@ -108,25 +192,36 @@ class IdentityClient:
         """Build an MSAL application bound to one user's token cache.
 
         Cheap once the provider's metadata is in :attr:`http_cache`.
+
+        :raises ProviderError: the provider failed, or answered with something
+            that is not its configuration.
+        :raises ProviderUnavailable: it could not be reached, or its configuration
+            could not be had or used.
         """
         authority = authority or self.settings.authority
-        with provider_calls("reading its configuration"):
-            try:
-                return msal.ConfidentialClientApplication(
-                    self.settings.client_id,
-                    client_credential=self.settings.client_credential,
-                    token_cache=cache,
-                    http_client=self.http,
-                    http_cache=self.http_cache,
-                    **authority.msal_kwargs(self.settings.instance_discovery),
-                )
-            except ValueError as exc:
-                if "discovery" not in str(exc).lower() and "configuration" not in str(exc).lower():
-                    raise
-                logger.warning("Identity provider configuration unavailable for %s", authority.url)
-                raise ProviderUnavailable(
-                    "The sign-in service's configuration could not be read. Please try again in a moment."
-                ) from None
+        try:
+            with provider_calls("reading its configuration"):
+                try:
+                    return msal.ConfidentialClientApplication(
+                        self.settings.client_id,
+                        client_credential=self.settings.client_credential,
+                        token_cache=cache,
+                        http_client=self.http,
+                        http_cache=self.http_cache,
+                        **authority.msal_kwargs(self.settings.instance_discovery),
+                    )
+                except ValueError as exc:
+                    if "discovery" not in str(exc).lower() and "configuration" not in str(exc).lower():
+                        raise
+                    logger.warning("Identity provider configuration unusable for %s", authority.url)
+                    raise ProviderUnavailable(
+                        "The sign-in service's configuration could not be read. Please try again in a moment."
+                    ) from None
+        except Exception:
+            # MSAL keeps each 2xx answer to a GET for a day, also one it then refused (a
+            # document whose issuer does not match, say): drop all, so the next request asks again.
+            self.http_cache.clear()
+            raise
 
     def start(
         self,
@@ -170,6 +265,9 @@ class IdentityClient:
                 result: dict[str, Any] = app.acquire_token_by_auth_code_flow(flow, dict(response))
             except ValueError as exc:
                 logger.warning("Sign-in response rejected: %s", exc)
+                raise SignInError("The sign-in response did not match the request. Please sign in again.") from None
+            except RuntimeError:  # MSAL's check of the id token's nonce (or auth_time)
+                logger.warning("Sign-in response rejected: the id token was not issued for this sign-in")
                 raise SignInError("The sign-in response did not match the request. Please sign in again.") from None
         if "error" in result:
             error = str(result.get("error"))
@@ -274,20 +372,26 @@ class IdentityClient:
         return pair
 
     def end_session_endpoint(self) -> str | None:
-        """Where to send the browser to sign out at the provider, if it has such a place."""
+        """Where to send the browser to sign out at the provider, if it has such a place.
+
+        :raises ProviderError: the provider's discovery answer is not a usable document.
+        :raises ProviderUnavailable: the provider could not be reached in time.
+        """
         known = self.settings.authority.logout_endpoint
         if known:
             return known
-        with self._lock:
-            if self._end_session_endpoint is None:
-                url = self.settings.authority.url + "/.well-known/openid-configuration"
-                with provider_calls("reading its configuration"):
-                    response = self.http.get(url)
+        if self._end_session_endpoint is None:
+            # No lock: sign-outs that find nothing known yet each ask, rather than wait
+            # in line behind a provider that stalls. Only a usable answer is kept.
+            url = self.settings.authority.url + DISCOVERY_PATH
+            with provider_calls("reading its configuration"):
+                response = self.http.get(url)
                 if response.status_code != 200:
                     logger.warning("Discovery at %s answered %s", url, response.status_code)
                     return None
-                self._end_session_endpoint = str(response.json().get("end_session_endpoint") or "")
-            return self._end_session_endpoint or None
+                document = _discovery_document(response)
+            self._end_session_endpoint = str(document.get("end_session_endpoint") or "")
+        return self._end_session_endpoint or None
 
     def logout_url(self, return_to: str) -> str | None:
         """The provider's sign-out URL that comes back to ``return_to``."""

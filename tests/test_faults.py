@@ -30,6 +30,7 @@ from identity_flask.session_data import CACHE_KEY
 
 JSON = {"Accept": "application/json"}
 TOKEN_PATH = "/oauth2/v2.0/token"
+DISCOVERY_PATH = "/.well-known/openid-configuration"
 
 
 @pytest.fixture
@@ -146,6 +147,126 @@ def test_token_endpoint_500_answers_502(make_app: Callable[..., Flask], idp: Loc
     retry = make_app().test_client()
     assert sign_in(retry, "/whoami").status_code == 302
     assert retry.get("/whoami").get_json()["sub"] == "alice"
+
+
+# A 2xx answer that is not what was asked for, as a captive portal, a proxy's error page or a
+# misrouted request gives: MSAL keeps every 2xx discovery answer for 24 hours.
+HTML_PAGE = "<!DOCTYPE html><html><head><title>Service Unavailable</title></head><body>Try later</body></html>"
+NOT_DISCOVERY = '{"hello": "world"}'
+SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"), [(HTML_PAGE, None), (NOT_DISCOVERY, "application/json")], ids=["html", "json"]
+)
+def test_a_bad_discovery_answer_is_an_error_page_and_is_not_kept(
+    make_app: Callable[..., Flask], idp: LocalProvider, sign_in: SignIn, body: str, content_type: str | None
+) -> None:
+    app = make_app()
+    client = app.test_client()
+    idp.fault(DISCOVERY_PATH, status=200, body=body, content_type=content_type)
+    response = client.get("/login?next=/whoami")
+    assert_clean_error(response, 503 if response.status_code == 503 else 502)
+    assert response.mimetype == "text/html"
+    # The fault is used up: the next sign-in reads the configuration again, and works.
+    assert sign_in(client, "/whoami").status_code == 302
+    assert client.get("/whoami").get_json()["sub"] == "alice"
+
+
+def test_a_discovery_document_msal_refuses_is_not_kept(
+    make_app: Callable[..., Flask], idp: LocalProvider, sign_in: SignIn
+) -> None:
+    real = requests.get(idp.oidc_authority + DISCOVERY_PATH, verify=str(idp.ca_path), timeout=10).json()
+    foreign = json.dumps({**real, "issuer": "https://elsewhere.example/tenant/v2.0"})  # a well-formed document
+    app = make_app(authority=None, oidc_authority=idp.oidc_authority)
+    client = app.test_client()
+    idp.fault(DISCOVERY_PATH, status=200, body=foreign, content_type="application/json")
+    response = client.get("/login?next=/whoami")
+    assert_clean_error(response, 503 if response.status_code == 503 else 502)
+    assert sign_in(client, "/whoami").status_code == 302
+    assert client.get("/whoami").get_json()["sub"] == "alice"
+
+
+def test_an_html_answer_to_the_code_redemption_is_a_502_page(
+    make_app: Callable[..., Flask], idp: LocalProvider, sign_in: SignIn
+) -> None:
+    app = make_app()
+    client = app.test_client()
+    callback = idp.sign_in(sign_in.start(client, "/whoami"))
+    idp.fault(TOKEN_PATH, status=200, body=HTML_PAGE)
+    body = assert_clean_error(client.get(path_and_query(callback)), 502)
+    assert "server_error" in body
+    assert client.get("/whoami", headers=JSON).status_code == 401
+    assert sign_in(client, "/whoami").status_code == 302
+    assert client.get("/whoami").get_json()["sub"] == "alice"
+
+
+@pytest.mark.parametrize("accept", ["html", "json"])
+def test_an_html_answer_to_a_refresh_is_a_502_and_the_session_survives(
+    make_app: Callable[..., Flask], idp: LocalProvider, sign_in: SignIn, accept: str
+) -> None:
+    app = make_app(client_id=SHORT_CLIENT_ID)  # 5-second access tokens: every use refreshes
+    client = app.test_client()
+    sign_in(client, "/token")
+    assert client.get("/token").status_code == 200
+    idp.fault(TOKEN_PATH, status=200, body=HTML_PAGE)
+    response = client.get("/token", headers=JSON if accept == "json" else {})
+    assert_clean_error(response, 502)
+    if accept == "json":
+        assert response.get_json()["error"] == "server_error"
+    else:
+        assert response.mimetype == "text/html"
+    again = client.get("/token", headers=JSON)
+    assert again.status_code == 200 and again.get_json()["sub"] == "alice"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"), [(HTML_PAGE, None), ('["a", "list"]', "application/json")], ids=["html", "list"]
+)
+def test_a_bad_discovery_answer_at_sign_out_still_signs_out_here(
+    make_app: Callable[..., Flask], idp: LocalProvider, sign_in: SignIn, body: str, content_type: str | None
+) -> None:
+    app = make_app(authority=None, oidc_authority=idp.oidc_authority)  # sign-out reads the discovery document
+    client = app.test_client()
+    sign_in(client, "/profile")
+    idp.fault(DISCOVERY_PATH, status=200, body=body, content_type=content_type)
+    response = client.get("/logout", headers=SAME_ORIGIN)
+    assert response.status_code == 302, response.get_data(as_text=True)[:400]
+    assert not response.location.startswith(idp.origin) and urlsplit(response.location).path == "/"
+    assert client.get("/whoami", headers=JSON).status_code == 401
+    # Nothing of the bad answer was kept: the next sign-out finds the provider's endpoint.
+    sign_in(client, "/profile")
+    location = client.get("/logout", headers=SAME_ORIGIN).location
+    assert location.startswith(idp.entra_authority + "/oauth2/v2.0/logout?")
+
+
+def test_concurrent_sign_outs_against_a_stalled_provider_do_not_queue(
+    make_app: Callable[..., Flask], idp: LocalProvider
+) -> None:
+    parallel = 6
+    app = make_app(authority=None, oidc_authority=idp.oidc_authority, timeout=1)
+    idp.fault(DISCOVERY_PATH, delay=1500, times=parallel * 2)
+    barrier = threading.Barrier(parallel)
+    results: list[tuple[int, str | None, float]] = []
+    lock = threading.Lock()
+    with LiveServer(app, APP_PORT) as server:
+
+        def sign_out() -> None:
+            barrier.wait(5)
+            start = time.monotonic()
+            response = requests.get(f"{server.url}/logout", headers=SAME_ORIGIN, allow_redirects=False, timeout=15)
+            with lock:
+                results.append((response.status_code, response.headers.get("Location"), time.monotonic() - start))
+
+        threads = [threading.Thread(target=sign_out) for _ in range(parallel)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+    assert [(status, urlsplit(location or "").path) for status, location, _ in results] == [(302, "/")] * parallel
+    times = sorted(elapsed for _, _, elapsed in results)
+    # Each waits one timeout (1 s); queued behind one another, the last would wait about 6 s.
+    assert times[-1] < 2.5, f"sign-outs waited {', '.join(f'{t:.1f}s' for t in times)}"
 
 
 @pytest.mark.parametrize("accept", ["html", "json"])

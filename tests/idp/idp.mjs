@@ -12,6 +12,10 @@
 //   GET  /__health            "ok" once listening
 //   GET  /__log               the requests seen so far; POST /__log reads and clears
 //   POST /__fault             {"path": "/oauth2/v2.0/token", "status": 500, "delay": 0, "times": 1}
+//                             the next `times` requests whose path ends with `path` wait `delay` ms,
+//                             then answer `status` with an injected JSON error (0: answer as usual);
+//                             with "body" (and "contentType", default text/html) they answer that
+//                             body instead, with `status` or 200, e.g. an HTML page for a JSON endpoint
 //   DELETE /__fault           clears every fault
 //   POST /__revoke            drops every refresh token (as if they had expired)
 import crypto from 'node:crypto';
@@ -263,6 +267,11 @@ async function route(req, res) {
   if (fault) {
     fault.times -= 1;
     if (fault.delay) await new Promise((resolve) => { setTimeout(resolve, fault.delay); });
+    if (typeof fault.body === 'string') {
+      res.statusCode = fault.status || 200;
+      res.setHeader('content-type', fault.contentType || 'text/html; charset=utf-8');
+      return res.end(fault.body);
+    }
     if (fault.status) {
       return sendJson(res, { error: 'server_error', error_description: 'injected fault' }, fault.status);
     }

@@ -234,9 +234,30 @@ class LocalProvider:
         result: list[dict[str, Any]] = self._call("POST" if clear else "GET", "/__log")
         return result
 
-    def fault(self, path: str, *, status: int = 0, delay: int = 0, times: int = 1) -> None:
-        """Make the next ``times`` requests whose path ends with ``path`` fail or stall."""
-        self._call("POST", "/__fault", json={"path": path, "status": status, "delay": delay, "times": times})
+    def fault(
+        self,
+        path: str,
+        *,
+        status: int = 0,
+        delay: int = 0,
+        times: int = 1,
+        body: str | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        """Make the next ``times`` requests whose path ends with ``path`` fail or stall.
+
+        :param status: answer this status with a JSON error; 0 answers as usual.
+        :param delay: wait this many milliseconds first.
+        :param body: answer this body instead (with ``status``, else 200), as a
+            provider behind a misbehaving proxy might: an HTML page, say.
+        :param content_type: the body's content type; ``text/html`` unless told.
+        """
+        fault: dict[str, Any] = {"path": path, "status": status, "delay": delay, "times": times}
+        if body is not None:
+            fault["body"] = body
+        if content_type is not None:
+            fault["contentType"] = content_type
+        self._call("POST", "/__fault", json=fault)
 
     def clear_faults(self) -> None:
         self._call("DELETE", "/__fault")
