@@ -11,6 +11,7 @@ from .errors import (
     RoleRequired,
     SessionStoreUnavailable,
     SignInError,
+    TenantNotAllowed,
 )
 from .extension import Auth, current_user
 from .signals import sign_in_failed, signed_in, signed_out, unauthorized
@@ -28,6 +29,7 @@ __all__ = [
     "RoleRequired",
     "SessionStoreUnavailable",
     "SignInError",
+    "TenantNotAllowed",
     "current_user",
     "sign_in_failed",
     "signed_in",

@@ -1,14 +1,17 @@
 """Settings: read from the constructor, else ``app.config["IDENTITY_*"]``, else a default.
 
-Everything here runs once, in :meth:`identity_flask.Auth.init_app`, and fails fast
-with a message that names the setting to fix.
+Everything here runs once, in :meth:`identity_flask.Auth.init_app` (a view's
+scopes, when :meth:`~identity_flask.Auth.login_required` decorates it), and fails
+fast with a message that names the setting to fix.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import posixpath
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +35,15 @@ MICROSOFT_LOGIN_HOSTS = frozenset(
 
 RESPONSE_MODES = ("query", "form_post")
 
+#: Values of ``prompt`` the provider understands.
+PROMPTS = ("login", "select_account", "consent", "create", "none")
+
+#: Scopes MSAL always asks for itself and refuses to be given.
+RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
+
+#: Entra ID authority paths that let users of any organization sign in.
+MULTI_TENANT_PATHS = frozenset({"common", "organizations"})
+
 #: Settings taken from the constructor or ``IDENTITY_<NAME>``, with their defaults.
 DEFAULTS: dict[str, Any] = {
     "client_id": None,
@@ -52,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "sign_in_timeout": 600,
     "max_pending_sign_ins": 8,
     "instance_discovery": None,
+    "allowed_tenants": (),
 }
 
 
@@ -73,6 +86,14 @@ class Authority:
             if urlsplit(self.url).hostname not in MICROSOFT_LOGIN_HOSTS:
                 instance_discovery = False
         return {"authority": self.url, "instance_discovery": instance_discovery}
+
+    @property
+    def multi_tenant(self) -> bool:
+        """Whether users of any organization can sign in (``/common``, ``/organizations``)."""
+        if self.kind == "b2c":
+            return False
+        first = urlsplit(self.url).path.strip("/").split("/")[0]
+        return first.lower() in MULTI_TENANT_PATHS
 
     @property
     def logout_endpoint(self) -> str | None:
@@ -104,6 +125,8 @@ class Settings:
     sign_in_timeout: int
     max_pending_sign_ins: int
     instance_discovery: bool | None
+    #: Lower-case tenant ids whose users may sign in; empty lets every tenant in.
+    allowed_tenants: tuple[str, ...] = ()
 
     @property
     def routes_prefix(self) -> str:
@@ -196,10 +219,121 @@ def _as_optional_bool(name: str, value: Any) -> bool | None:
     raise ConfigurationError(f"{_key(name)} must be true or false, got {value!r}.")
 
 
-def _as_scopes(value: Any) -> tuple[str, ...]:
+def _as_seconds(name: str, value: Any) -> float:
+    """A number of seconds greater than 0; strings come from environment variables."""
+    try:
+        seconds = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigurationError(f"{_key(name)} must be a number of seconds greater than 0, got {value!r}.")
+    return seconds
+
+
+def _as_count(name: str, value: Any) -> int:
+    """A whole number greater than 0; strings come from environment variables."""
+    count = 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        count = value
+    elif isinstance(value, float) and value.is_integer():
+        count = int(value)
+    elif isinstance(value, str) and value.strip().isdecimal():
+        count = int(value)
+    if count <= 0:
+        raise ConfigurationError(f"{_key(name)} must be a whole number greater than 0, got {value!r}.")
+    return count
+
+
+def _as_words(name: str, value: Any) -> tuple[str, ...]:
+    """A list or tuple of strings, or one string separated by spaces or commas."""
     if isinstance(value, str):
         return tuple(value.replace(",", " ").split())
-    return tuple(value)
+    if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, str) and v.strip() for v in value):
+        return tuple(value)
+    raise ConfigurationError(
+        f"{_key(name)} must be a list of strings, or one string separated by spaces or commas, got {value!r}."
+    )
+
+
+def check_scopes(scopes: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """Refuse the scopes MSAL asks for itself, which it would refuse at every sign-in.
+
+    :param where: how the scopes were given, for the message.
+    :raises ConfigurationError: naming the reserved scopes found.
+    """
+    reserved = sorted({s for s in scopes if s.lower() in RESERVED_SCOPES})
+    if reserved:
+        raise ConfigurationError(
+            f"{where} may not contain {', '.join(reserved)}: openid, profile and offline_access are "
+            "asked for at every sign-in already. Remove them; the id token's claims hold the profile."
+        )
+    return scopes
+
+
+def view_scopes(scopes: Iterable[str] | None) -> tuple[str, ...]:
+    """The scopes a protected view asks for, checked when it is decorated.
+
+    :raises ConfigurationError: a string instead of a list, or a reserved scope.
+    """
+    where = "login_required(scopes=...)"
+    if scopes is None:
+        return ()
+    if isinstance(scopes, str):
+        raise ConfigurationError(
+            f"{where} takes a list of scopes, got the string {scopes!r}: write scopes=[{scopes!r}]."
+        )
+    wanted = tuple(scopes)
+    if not all(isinstance(s, str) and s.strip() for s in wanted):
+        raise ConfigurationError(f"{where} takes a list of scopes (strings), got {wanted!r}.")
+    return check_scopes(wanted, where)
+
+
+def _as_tenants(value: Any) -> tuple[str, ...]:
+    """Tenant ids as the ``tid`` claim spells them: lower-case GUIDs."""
+    tenants = []
+    for item in _as_words("allowed_tenants", value):
+        try:
+            tenants.append(str(uuid.UUID(item.strip())))
+        except ValueError:
+            raise ConfigurationError(
+                f"{_key('allowed_tenants')} must hold tenant ids (GUIDs, as in the 'tid' claim; see "
+                f"Microsoft Entra ID > Overview > Tenant ID), got {item!r}."
+            ) from None
+    return tuple(tenants)
+
+
+def _check_types(values: Mapping[str, Any]) -> None:
+    for name in (
+        "client_id",
+        "redirect_uri",
+        "authority",
+        "oidc_authority",
+        "b2c_tenant_name",
+        "b2c_signup_signin_user_flow",
+        "b2c_edit_profile_user_flow",
+        "b2c_reset_password_user_flow",
+        "b2c_authority_host",
+        "prompt",
+        "response_mode",
+    ):
+        value = values[name]
+        if value is not None and not isinstance(value, str):
+            raise ConfigurationError(f"{_key(name)} must be a string, got {value!r}.")
+    credential = values["client_credential"]
+    if credential is not None and not isinstance(credential, (str, Mapping)):
+        # The value is a secret: name its type only.
+        raise ConfigurationError(
+            f"{_key('client_credential')} must be a client secret (a string) or a certificate dict as MSAL "
+            f"takes it, got a {type(credential).__name__}."
+        )
+    view = values["post_logout_view"]
+    if view is not None and not (isinstance(view, str) or callable(view)):
+        raise ConfigurationError(
+            f"{_key('post_logout_view')} must be a view function or an endpoint name, got {view!r}."
+        )
+    prompt = values["prompt"]
+    if prompt is not None and prompt not in PROMPTS:
+        raise ConfigurationError(f"{_key('prompt')} must be one of {', '.join(PROMPTS)}, got {prompt!r}.")
 
 
 def resolve(app: Flask, given: Mapping[str, Any]) -> Settings:
@@ -209,6 +343,7 @@ def resolve(app: Flask, given: Mapping[str, Any]) -> Settings:
     :raises ConfigurationError: with the name of the setting to fix.
     """
     values = {name: _pick(name, given, app.config) for name in DEFAULTS}
+    _check_types(values)
     if not values["client_id"]:
         raise ConfigurationError(
             "No client id is configured. Pass client_id=... to Auth() or set "
@@ -249,10 +384,11 @@ def resolve(app: Flask, given: Mapping[str, Any]) -> Settings:
         reset_password_authority=reset_password,
         post_logout_view=values["post_logout_view"],
         prompt=values["prompt"],
-        scopes=_as_scopes(values["scopes"]),
+        scopes=check_scopes(_as_words("scopes", values["scopes"]), _key("scopes")),
         response_mode=response_mode,
-        timeout=float(values["timeout"]),
-        sign_in_timeout=int(values["sign_in_timeout"]),
-        max_pending_sign_ins=max(1, int(values["max_pending_sign_ins"])),
+        timeout=_as_seconds("timeout", values["timeout"]),
+        sign_in_timeout=_as_count("sign_in_timeout", values["sign_in_timeout"]),
+        max_pending_sign_ins=_as_count("max_pending_sign_ins", values["max_pending_sign_ins"]),
         instance_discovery=_as_optional_bool("instance_discovery", values["instance_discovery"]),
+        allowed_tenants=_as_tenants(values["allowed_tenants"]),
     )

@@ -115,6 +115,14 @@ class RoleRequired(IdentityError):
     title = "Access denied"
 
 
+class TenantNotAllowed(IdentityError):
+    """The user signed in from a tenant the app does not accept (``allowed_tenants``)."""
+
+    code = 403
+    error = "tenant_not_allowed"
+    title = "Access denied"
+
+
 class NotSignedIn(IdentityError):
     """A caller that does not want HTML asked for a protected view without a session."""
 

@@ -43,7 +43,7 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProvider
         tmp_path_factory.mktemp("idp"),
         redirect_uris=[f"{o}{p}" for o in origins for p in ("/getAToken", "/auth/redirect")],
         post_logout_redirect_uris=[f"{o}{p}" for o in origins for p in ("/", "/signed-out")],
-        users={"admin": {"roles": ["Admin"], "name": "Ada Admin"}},
+        users={"admin": {"roles": ["Admin"], "name": "Ada Admin"}, "stringroles": {"roles": "Admin"}},
     )
     local.start()
     saved = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,108 @@ def test_bad_settings_fail_fast_naming_the_setting(tmp_path: Path, given: dict[s
     with pytest.raises(ConfigurationError) as caught:
         settings_of(tmp_path, **given)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("client_id", 1234),
+        ("client_credential", 1234),
+        ("authority", 5),
+        ("post_logout_view", 5),
+        ("timeout", "abc"),
+        ("timeout", 0),
+        ("timeout", "-1"),
+        ("timeout", "nan"),
+        ("timeout", True),
+        ("sign_in_timeout", "ten minutes"),
+        ("sign_in_timeout", 0),
+        ("sign_in_timeout", 1.5),
+        ("max_pending_sign_ins", 0),
+        ("max_pending_sign_ins", "-1"),
+        ("prompt", "bogus"),
+        ("prompt", "Login"),
+        ("scopes", "openid User.Read"),
+        ("scopes", ["User.Read", "offline_access"]),
+        ("scopes", "Profile"),
+        ("scopes", 5),
+        ("scopes", ["User.Read", 5]),
+        ("allowed_tenants", "contoso.onmicrosoft.com"),
+        ("allowed_tenants", 5),
+    ],
+)
+def test_each_bad_value_fails_at_start_up_naming_its_setting(tmp_path: Path, name: str, value: Any) -> None:
+    app = new_app(tmp_path, **{f"IDENTITY_{name.upper()}": value})
+    given = {**BASE, name: None}
+    with pytest.raises(ConfigurationError, match=f"IDENTITY_{name.upper()}"):
+        Auth(app, **{k: v for k, v in given.items() if v is not None})
+
+
+def test_a_bad_client_credential_is_not_echoed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        settings_of(tmp_path, client_credential=["s3cr3t-value"])
+    assert "IDENTITY_CLIENT_CREDENTIAL" in str(caught.value)
+    assert "s3cr3t-value" not in str(caught.value)
+
+
+def test_numbers_and_lists_arrive_as_environment_strings(tmp_path: Path) -> None:
+    app = new_app(
+        tmp_path,
+        IDENTITY_TIMEOUT="2.5",
+        IDENTITY_SIGN_IN_TIMEOUT="300",
+        IDENTITY_MAX_PENDING_SIGN_INS="3",
+        IDENTITY_PROMPT="select_account",
+        IDENTITY_ALLOWED_TENANTS="AAAAAAAA-2222-3333-4444-555555555555, 66666666-7777-8888-9999-000000000000",
+    )
+    settings = resolve(app, BASE)
+    assert (settings.timeout, settings.sign_in_timeout, settings.max_pending_sign_ins) == (2.5, 300, 3)
+    assert settings.prompt == "select_account"
+    assert settings.allowed_tenants == (
+        "aaaaaaaa-2222-3333-4444-555555555555",
+        "66666666-7777-8888-9999-000000000000",
+    )
+    assert resolve(new_app(tmp_path), BASE).allowed_tenants == ()
+
+
+@pytest.mark.parametrize("scopes", [["openid"], ["User.Read", "offline_access"], "User.Read", [5]])
+def test_login_required_refuses_bad_scopes_when_decorating(scopes: Any) -> None:
+    auth = Auth(**BASE)
+    with pytest.raises(ConfigurationError, match=r"login_required\(scopes=\.\.\.\)"):
+        auth.login_required(scopes=scopes)
+
+
+def test_redis_sessions_without_the_redis_package_say_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fault no real setup here can produce: the redis package missing from this virtualenv.
+    monkeypatch.setitem(sys.modules, "redis", None)
+    app = new_app(tmp_path, SESSION_TYPE="redis")
+    with pytest.raises(ConfigurationError, match=re.escape("pip install identity-flask[redis]")):
+        Auth(app, **BASE)
+
+
+def test_one_auth_on_two_apps_keeps_each_apps_scopes(tmp_path: Path) -> None:
+    auth = Auth(**BASE)
+    bp = Blueprint("mail", __name__)
+
+    @bp.route("/inbox")
+    @auth.login_required(scopes=["Mail.Read"])  # decorated before any init_app, as in factories
+    def inbox(*, context: dict[str, Any]) -> str:
+        return "inbox"
+
+    first = new_app(tmp_path, IDENTITY_SCOPES="Calendars.Read")
+    auth.init_app(first)
+    first.register_blueprint(bp)
+    second = new_app(tmp_path / "2")
+    auth.init_app(second)
+    with first.test_request_context():
+        assert first.extensions["identity"].known_scopes == {"Calendars.Read", "Mail.Read"}
+    with second.test_request_context():
+        assert second.extensions["identity"].known_scopes == set()
+    for scope in ("Calendars.Read", "Mail.Read"):
+        refused = second.test_client().get(f"/login?scopes={scope}")
+        assert refused.status_code == 400
+        assert "scopes this app does not use" in refused.get_data(as_text=True)
 
 
 def test_settings_come_from_app_config_when_not_given(tmp_path: Path) -> None:
@@ -172,7 +276,7 @@ def test_routes_sit_beside_the_redirect_path(tmp_path: Path) -> None:
 
 
 def test_positional_client_id_as_in_identity_flask(tmp_path: Path) -> None:
-    app = new_app(tmp_path)
+    app = new_app(tmp_path, TRUSTED_HOSTS=["localhost"])  # a bare-path redirect_uri needs them
     Auth(app, "positional-id", client_credential="s", redirect_uri="/getAToken", authority=AUTHORITY)
     assert app.extensions["identity"].settings.client_id == "positional-id"
 
@@ -303,7 +407,8 @@ def test_post_logout_view_may_be_a_view_function_as_in_identity_flask(tmp_path: 
     app.add_url_rule("/goodbye", "farewell", goodbye)
     Auth(app, **BASE, post_logout_view=goodbye)
     with app.test_request_context("/"):
-        assert app.extensions["identity"].post_logout_url() == "http://localhost/goodbye"
+        # On the redirect URI's origin, not the request's Host.
+        assert app.extensions["identity"].post_logout_url() == "http://localhost:5000/goodbye"
 
 
 def test_anonymous_visits_to_protected_pages_store_no_session(tmp_path: Path) -> None:
