@@ -13,12 +13,13 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import InternalServerError
 from werkzeug.local import LocalProxy
 
-from . import config, redaction, session_data, signals
-from .errors import ConfigurationError, NotSignedIn, RoleRequired, wants_html
+from . import authorization, config, redaction, session_data, signals
+from .errors import ConfigurationError, NotSignedIn, RoleRequired, TenantNotAllowed, wants_html
+from .pending import PendingSignIns
 from .redirects import current_path
 from .sessions import setup_sessions, store_outage_page
-from .state import AppState, current_state
-from .views import make_blueprint
+from .state import VIEW_SCOPES_ATTR, AppState, current_state
+from .views import make_blueprint, no_store_after_callback
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,9 @@ class Auth:
     :param scopes: scopes to consent to at every sign-in, beyond ``openid``.
     :param response_mode: ``query`` (default) or ``form_post``.
     :param timeout: seconds to wait for the provider before answering 503.
+    :param allowed_tenants: the tenant ids (``tid``) whose users may sign in;
+        every tenant when unset. Set it for a ``/common`` or ``/organizations``
+        authority.
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class Auth:
         scopes: Iterable[str] | None = None,
         response_mode: str | None = None,
         timeout: float | None = None,
+        allowed_tenants: Iterable[str] | None = None,
     ) -> None:
         self._given: dict[str, Any] = {
             "client_id": client_id,
@@ -102,12 +107,15 @@ class Auth:
             "b2c_authority_host": b2c_authority_host,
             "post_logout_view": post_logout_view,
             "prompt": prompt,
-            "scopes": tuple(scopes) if scopes is not None else None,
+            "scopes": scopes if scopes is None or isinstance(scopes, str) else tuple(scopes),
             "response_mode": response_mode,
             "timeout": timeout,
+            "allowed_tenants": (
+                tuple(allowed_tenants)
+                if allowed_tenants is not None and not isinstance(allowed_tenants, str)
+                else allowed_tenants
+            ),
         }
-        #: Every scope a decorated view asks for; the login view accepts no other.
-        self.known_scopes: set[str] = set()
         self._unauthorized_handler: UnauthorizedHandler | None = None
         if app is not None:
             self.init_app(app)
@@ -121,12 +129,28 @@ class Auth:
         if "identity" in app.extensions:
             raise ConfigurationError("identity_flask is already set up on this app; call init_app once per app.")
         settings = config.resolve(app, self._given)
-        self.known_scopes.update(settings.scopes)
+        if settings.authority.multi_tenant and not settings.allowed_tenants:
+            logger.warning(
+                "The authority %s lets users of any organization sign in, and no allowed_tenants "
+                "(IDENTITY_ALLOWED_TENANTS) are set: an admin of any tenant holds the roles their own "
+                "tenant grants. List the tenant ids this app serves.",
+                settings.authority.url,
+            )
         setup_sessions(
             app,
             form_post=settings.response_mode == "form_post",
             secure_redirect=settings.redirect_uri.startswith("https://"),
         )
+        host_pinned = app.config.get("TRUSTED_HOSTS") or app.config.get("SERVER_NAME")
+        if "://" not in settings.redirect_uri and not host_pinned:
+            raise ConfigurationError(
+                f"The redirect URI {settings.redirect_uri!r} is a bare path, so its host would come from each "
+                "request's Host header, which any client can set. Set TRUSTED_HOSTS (e.g. "
+                "app.config['TRUSTED_HOSTS'] = ['myapp.azurewebsites.net']) or SERVER_NAME, or give "
+                "an absolute redirect_uri (IDENTITY_REDIRECT_URI)."
+            )
+        PendingSignIns.check(app)
+        app.after_request(no_store_after_callback)
         if settings.redirect_uri.startswith("http://") and not _is_local(settings.redirect_uri):
             logger.warning(
                 "The redirect URI %s is http://; Entra ID accepts that only for localhost. "
@@ -176,7 +200,10 @@ class Auth:
 
         A signed-out browser is sent to sign in; a caller that does not want
         HTML (``Accept: application/json``, XHR) gets 401 with a JSON body.
-        ``OPTIONS`` requests pass through with ``context["user"] = None``.
+        ``OPTIONS`` requests (CORS preflights) get Flask's default answer, the
+        allowed methods with an empty body, without calling the view: no method
+        skips the sign-in or role check. An app that wants its own preflight
+        answer registers an undecorated view for ``OPTIONS`` on the same URL.
 
         Usage::
 
@@ -190,31 +217,38 @@ class Auth:
             def call_api(*, context):
                 ...  # context["access_token"]
         """
-        wanted = tuple(scopes or ())
-        allowed = frozenset(roles or ())
-        self.known_scopes.update(wanted)
+        wanted = config.view_scopes(scopes)
+        allowed = authorization.required_roles(roles)
         if function is None:
             return functools.partial(self.login_required, scopes=wanted, roles=allowed)
         view = function
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            run = current_app.ensure_sync(view)
             if request.method == "OPTIONS":
-                return run(*args, context={"user": None}, **kwargs)
+                # A CORS preflight carries no credentials: answer it as Flask does by
+                # default (the allowed methods, no body), never with the view's code.
+                return current_app.make_default_options_response()
+            run = current_app.ensure_sync(view)
             context = self._context(wanted, allowed)
             if context is None:
                 reason = "signed_out" if session_data.get_user(session) is None else "consent_required"
                 return self.unauthorized(reason=reason, scopes=wanted)
             return run(*args, context=context, **kwargs)
 
+        setattr(wrapper, VIEW_SCOPES_ATTR, wanted)  # the login view accepts these scopes
         return wrapper
 
     def _context(self, scopes: tuple[str, ...], roles: frozenset[str]) -> dict[str, Any] | None:
         user = session_data.get_user(session)
         if user is None:
             return None
-        if roles and not roles.intersection(user.get("roles") or ()):
+        try:
+            authorization.check_tenant(user, current_state().settings.allowed_tenants)
+        except TenantNotAllowed:
+            session_data.sign_out(session)  # signed in before allowed_tenants changed
+            raise
+        if roles and not roles.intersection(authorization.roles_of(user)):
             raise RoleRequired("Your account does not have a role this page needs.")
         if not scopes:
             return {"user": user}

@@ -37,6 +37,21 @@ def redact(text: str) -> str:
     return _IN_MAPPING.sub(rf"\1\2\1\3\4{REDACTED}\4", text)
 
 
+#: The longest provider-supplied text a log line carries.
+MAX_LOGGED = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+def one_line(value: object, limit: int = MAX_LOGGED) -> str:
+    """``value`` as text fit for a log line: control characters (line breaks among
+    them) shown as ``\\xNN``, cut to ``limit`` characters, and redacted, so a
+    provider's or a client's text cannot forge log lines or flood the log."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+    if len(text) > limit:
+        text = text[:limit] + f"... ({len(text) - limit} more)"
+    return redact(text)
+
+
 class RedactSecrets(logging.Filter):
     """A logging filter that rewrites a record whose message holds a secret."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
@@ -20,6 +19,7 @@ from flask_session.base import ServerSideSessionInterface
 from werkzeug.exceptions import InternalServerError
 
 from .errors import ConfigurationError, SessionStoreUnavailable
+from .safe_store import SessionFileCache, make_safe
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +33,6 @@ _COOKIE_REFUSAL = (
     "with SESSION_REDIS, or leave SESSION_TYPE unset for a file store in the "
     "instance folder."
 )
-
-
-def _file_cache(directory: str, threshold: int = 0, mode: int = 0o600) -> Any:
-    from cachelib.file import FileSystemCache
-
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    return FileSystemCache(directory, threshold=threshold, mode=mode)
 
 
 def setup_sessions(app: Flask, *, form_post: bool, secure_redirect: bool) -> None:
@@ -62,12 +55,20 @@ def setup_sessions(app: Flask, *, form_post: bool, secure_redirect: bool) -> Non
             # cachelib store; an unset type gets it too, in the instance folder.
             directory = app.config.get("SESSION_FILE_DIR") or os.path.join(app.instance_path, "identity_sessions")
             app.config["SESSION_TYPE"] = "cachelib"
-            app.config["SESSION_CACHELIB"] = _file_cache(
+            app.config["SESSION_CACHELIB"] = SessionFileCache(
                 directory,
                 threshold=app.config.get("SESSION_FILE_THRESHOLD", 0),
                 mode=app.config.get("SESSION_FILE_MODE", 0o600),
             )
+        if isinstance(session_type, str) and session_type.lower() == "redis":
+            try:
+                import redis  # noqa: F401
+            except ImportError:
+                raise ConfigurationError(
+                    "SESSION_TYPE = 'redis' needs the redis package: pip install identity-flask[redis]"
+                ) from None
         Session(app)
+        make_safe(app.session_interface)
     elif isinstance(interface, SecureCookieSessionInterface):
         name = type(interface).__name__
         raise ConfigurationError(f"The app's session interface {name} is cookie-based. " + _COOKIE_REFUSAL)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from flask import current_app, has_request_context, request, url_for
 
 from .client import IdentityClient
 from .config import Authority, Settings
 from .errors import ConfigurationError
+from .pending import PendingSignIns
 from .redirects import current_path
 
 if TYPE_CHECKING:
@@ -17,6 +19,9 @@ if TYPE_CHECKING:
 
 #: The kinds of sign-in the login view starts: the usual one, and B2C's other user flows.
 FLOW_KINDS = ("sign_in", "edit_profile", "reset_password")
+
+#: The attribute :meth:`~identity_flask.Auth.login_required` sets on a view: the scopes it asks for.
+VIEW_SCOPES_ATTR = "_identity_scopes"
 
 
 class AppState:
@@ -33,6 +38,27 @@ class AppState:
         self.settings = settings
         #: Talks to the provider; one per app and process.
         self.client = IdentityClient(settings)
+        #: The sign-ins each browser has started and not finished.
+        self.pending = PendingSignIns(ttl=settings.sign_in_timeout, keep=settings.max_pending_sign_ins)
+        self._known_scopes: frozenset[str] | None = None
+
+    @property
+    def known_scopes(self) -> frozenset[str]:
+        """The scopes the login view accepts: the app's ``scopes`` and those its protected views ask for.
+
+        Found once, at the first sign-in, among the app's views, which are all
+        registered by then; views may have been decorated before ``init_app``.
+        """
+        if self._known_scopes is None:
+            found = set(self.settings.scopes)
+            for view in current_app.view_functions.values():
+                found.update(_scopes_of(view))
+                # A class-based view's methods may be decorated too.
+                for klass in getattr(getattr(view, "view_class", None), "__mro__", ()):
+                    for method in vars(klass).values():
+                        found.update(_scopes_of(method))
+            self._known_scopes = frozenset(found)
+        return self._known_scopes
 
     def authority(self, kind: str) -> Authority | None:
         """The authority a sign-in of ``kind`` goes to, if one is configured."""
@@ -42,11 +68,28 @@ class AppState:
             return self.settings.reset_password_authority
         return self.settings.authority
 
+    def origin(self) -> str:
+        """This app's scheme and host, as absolute URLs the extension builds use.
+
+        Taken from an absolute ``redirect_uri``, never from the request's ``Host``
+        header; with a bare-path ``redirect_uri``, from ``SERVER_NAME``, else from
+        the request, whose host Flask checks against ``TRUSTED_HOSTS`` (one of the
+        two is required at start-up).
+        """
+        uri = self.settings.redirect_uri
+        if "://" in uri:
+            parts = urlsplit(uri)
+            return f"{parts.scheme}://{parts.netloc}"
+        server_name = current_app.config.get("SERVER_NAME")
+        if server_name:
+            return f"{request.scheme}://{server_name}"
+        return f"{request.scheme}://{request.host}"
+
     def redirect_uri(self) -> str:
-        """The absolute redirect URI, built from the request when only a path is configured."""
+        """The absolute redirect URI, built on :meth:`origin` when only a path is configured."""
         if "://" in self.settings.redirect_uri:
             return self.settings.redirect_uri
-        return url_for("identity.auth_response", _external=True)
+        return self.origin() + url_for("identity.auth_response")
 
     def login_url(self, next_url: str | None = None, scopes: Iterable[str] = (), kind: str = "sign_in") -> str:
         """The URL of the login view, which sends the browser to the provider."""
@@ -73,10 +116,10 @@ class AppState:
         return self.login_url(kind="reset_password")
 
     def post_logout_url(self) -> str:
-        """The absolute URL users come back to after signing out."""
+        """The absolute URL users come back to after signing out, on :meth:`origin`."""
         view = self.settings.post_logout_view
         if view is None:
-            return request.url_root
+            return self.origin() + (request.script_root or "") + "/"
         if callable(view):
             views = current_app.view_functions.items()
             endpoint = next(
@@ -85,7 +128,20 @@ class AppState:
             )
         else:
             endpoint = view
-        return url_for(endpoint, _external=True)
+        return self.origin() + url_for(endpoint)
+
+
+def _scopes_of(view: Any) -> set[str]:
+    """The scopes marked on ``view`` and on every view it wraps (stacked decorators)."""
+    found: set[str] = set()
+    seen: set[int] = set()
+    while view is not None and id(view) not in seen:
+        seen.add(id(view))
+        scopes = getattr(view, VIEW_SCOPES_ATTR, None)
+        if isinstance(scopes, tuple):
+            found.update(scopes)
+        view = getattr(view, "__wrapped__", None)
+    return found
 
 
 def _here() -> str | None:

@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import msal
 from flask import Blueprint, current_app, redirect, render_template, request, session
 from werkzeug.wrappers import Response
 
-from . import session_data, signals
-from .config import Settings
+from . import authorization, session_data, signals
+from .config import PROMPTS, Settings
 from .errors import AccessDenied, IdentityError, ProviderError, ProviderUnavailable, SignInError
+from .redaction import one_line
 from .redirects import safe_next
 from .sessions import regenerate
 from .state import FLOW_KINDS, AppState, current_state
 
 logger = logging.getLogger(__name__)
-
-#: Values of ``prompt`` a login link may ask for.
-PROMPTS = ("login", "select_account", "consent", "create", "none")
 
 #: B2C's answer when the user chose "Forgot your password?".
 B2C_FORGOT_PASSWORD = "AADB2C90118"
@@ -58,9 +57,7 @@ def _start(state: AppState, kind: str, next_url: str, scopes: list[str], prompt:
         "next": next_url,
         "kind": kind,
     }
-    session_data.add_flow(
-        session, flow["state"], entry, ttl=settings.sign_in_timeout, keep=settings.max_pending_sign_ins
-    )
+    state.pending.add(flow["state"], entry)
     return redirect(flow["auth_uri"])
 
 
@@ -76,7 +73,7 @@ def login() -> Response:
     if kind not in FLOW_KINDS or state.authority(kind) is None:
         raise SignInError(f"This app has no {kind.replace('_', ' ')} flow configured.")
     scopes = request.args.get("scopes", "").split()
-    unknown = [s for s in scopes if s not in state.auth.known_scopes]
+    unknown = [s for s in scopes if s not in state.known_scopes]
     if unknown:
         raise SignInError("The sign-in asked for scopes this app does not use.", error="invalid_scope")
     prompt = request.args.get("prompt") or state.settings.prompt
@@ -91,8 +88,8 @@ def _provider_error(state: AppState, params: Any, entry: dict[str, Any]) -> Resp
     if B2C_FORGOT_PASSWORD in description and state.settings.reset_password_authority is not None:
         logger.info("B2C user asked to reset their password")
         return _start(state, "reset_password", entry.get("next", "/"), [], None)
-    logger.warning("Provider answered the sign-in with %s", error)
-    shown = description or None
+    logger.warning("Provider answered the sign-in with %s: %s", one_line(error), one_line(description))
+    shown = description[:1000] or None
     if error == "access_denied":
         raise AccessDenied(shown or "The sign-in was cancelled.")
     if error == "temporarily_unavailable":
@@ -108,13 +105,20 @@ def auth_response() -> Response:
     settings = state.settings
     params = request.form if request.method == "POST" else request.args
     try:
-        response = _finish(state, settings, params)
+        return _finish(state, settings, params)
     except IdentityError as exc:
         signals.sign_in_failed.send(current_app._get_current_object(), error=exc)  # type: ignore[attr-defined]
         raise
-    # The URL held an authorization code: keep it out of Referer headers and caches.
-    response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Cache-Control"] = "no-store"
+
+
+def no_store_after_callback(response: Response) -> Response:
+    """After the callback, whatever the answer (a redirect, an error page of the
+    extension's or the app's), keep its URL, which held an authorization code,
+    out of ``Referer`` headers and caches."""
+    state = current_app.extensions.get("identity")
+    if state is not None and request.path == state.settings.redirect_path:
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -122,7 +126,7 @@ def _finish(state: AppState, settings: Settings, params: Any) -> Response:
     state_value = params.get("state")
     if not state_value:
         raise SignInError("The sign-in response is missing its state. Please sign in again.")
-    entry, expired = session_data.take_flow(session, state_value, ttl=settings.sign_in_timeout)
+    entry, expired = state.pending.take(state_value)
     if entry is None:
         raise SignInError(
             "This sign-in response does not match a sign-in started in this browser, "
@@ -140,6 +144,7 @@ def _finish(state: AppState, settings: Settings, params: Any) -> Response:
     cache = msal.SerializableTokenCache()
     result, account_id = state.client.finish(entry["flow"], params.to_dict(), cache, authority=state.authority(kind))
     claims = result.get("id_token_claims") or {}
+    authorization.check_tenant(claims, settings.allowed_tenants)
 
     previous = session_data.get_user(session)
     same_user = previous is not None and _same_user(previous, claims)
@@ -162,12 +167,18 @@ def _same_user(previous: dict[str, Any], claims: dict[str, Any]) -> bool:
     return all(previous.get(k) == claims.get(k) for k in keys) and previous.get("tid") == claims.get("tid")
 
 
-def _same_origin() -> bool:
+def _same_origin(origin: str) -> bool | None:
+    """Whether the request came from a page of ``origin``: ``True`` or ``False`` on
+    evidence (``Sec-Fetch-Site``, else ``Origin``, else ``Referer``), ``None`` when
+    the request carries none of them."""
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None:
         return site in ("same-origin", "none")
-    origin = request.headers.get("Origin")
-    return origin is None or origin.rstrip("/") == request.host_url.rstrip("/")
+    sender = request.headers.get("Origin") or request.headers.get("Referer")
+    if not sender or sender == "null":
+        return None if not sender else False
+    parts = urlsplit(sender)
+    return f"{parts.scheme}://{parts.netloc}".lower() == origin.lower()
 
 
 def logout() -> Response | str:
@@ -177,7 +188,9 @@ def logout() -> Response | str:
     elsewhere can sign the user out behind their back.
     """
     state = current_state()
-    if not _same_origin():
+    if not _same_origin(state.origin()):
+        # Cross-site, or no evidence either way (every current browser sends one of the
+        # headers): a GET only shows a button that posts back; a POST must prove its origin.
         if request.method == "POST":
             raise SignInError("Sign-out requests must come from this site.", error="invalid_request")
         return render_template("identity/logout.html")
@@ -188,6 +201,7 @@ def logout() -> Response | str:
     return_to = state.post_logout_url()
     try:
         target = state.client.logout_url(return_to)
-    except ProviderUnavailable:
+    except (ProviderUnavailable, ProviderError) as exc:
+        logger.warning("Signed out here only; the provider's sign-out address is unknown: %s", exc.error)
         target = None  # signed out here; the provider's session is left to expire
     return redirect(target or return_to)

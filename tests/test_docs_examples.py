@@ -23,6 +23,7 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from conftest import REDIRECT_URI, LiveServer, SignIn
@@ -59,10 +60,16 @@ def docs_env(idp: LocalProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("CLIENT_SECRET", CLIENT_SECRET)
     monkeypatch.setenv("REDIRECT_URI", REDIRECT_URI)
     monkeypatch.setenv("AUTHORITY", idp.entra_authority)
+    monkeypatch.setenv("SECRET_KEY", "docs-example-secret")
     for name in ("CLIENT_ID", "CLIENT_CREDENTIAL", "REDIRECT_URI", "AUTHORITY"):
         monkeypatch.delenv(f"FLASK_IDENTITY_{name}", raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def _with_secret_key(app: Flask) -> Flask:
+    app.config["SECRET_KEY"] = "docs-fragment-secret"
+    return app
 
 
 def run_script(page: str) -> dict[str, Any]:
@@ -120,8 +127,11 @@ def test_factories(docs_env: Path, sign_in: SignIn) -> None:
     client = app.test_client()
     sign_in(client, "/", login="bob")
     assert client.get("/").get_data(as_text=True) == "Hello Bob"
-    logout = client.get("/logout")
-    assert "post_logout_redirect_uri=http%3A%2F%2Flocalhost%2Fsigned-out" in logout.location
+    logout = client.get("/logout", headers={"Sec-Fetch-Site": "same-origin"})
+    assert (
+        "post_logout_redirect_uri=" + quote(REDIRECT_URI.replace("/getAToken", "/signed-out"), safe="")
+        in logout.location
+    )
     with pytest.raises(Exception, match="already set up"):
         namespace["auth"].init_app(app)
 
@@ -138,7 +148,7 @@ def test_fragments(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     for code in blocks(page):
         namespace: dict[str, Any] = {
             "__name__": f"docs_{page}",
-            "app": Flask(f"docs_{page}"),
+            "app": _with_secret_key(Flask(f"docs_{page}")),
             "client_id": "00000000-0000-0000-0000-000000000000",
             "secret": "placeholder-secret",
             "redirect_uri": "http://localhost:5000/getAToken",
@@ -191,7 +201,7 @@ def test_hooks(extended: Callable[[str], dict[str, Any]], sign_in: SignIn) -> No
     assert "Sign in" in client.get("/welcome").get_data(as_text=True)
     sign_in(client, "/profile", login="carol")
     assert client.get("/welcome").get_data(as_text=True) == "Hello Carol"
-    client.get("/logout")
+    client.get("/logout", headers={"Sec-Fetch-Site": "same-origin"})
     sign_in.start(client, "/profile")
     client.get("/getAToken?code=stolen&state=forged")
     assert namespace["audit"] == [

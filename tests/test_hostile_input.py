@@ -9,8 +9,9 @@ was signed in still is, or a signed-out browser can still sign in.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,7 @@ from flask.testing import FlaskClient
 from localidp import B2C_RESET_PASSWORD, LocalProvider, path_and_query, query_of
 from werkzeug.test import TestResponse
 
-from identity_flask import Auth
-from identity_flask.session_data import FLOWS_KEY
+from identity_flask import Auth, pending
 
 CALLBACK = urlsplit(REDIRECT_URI).path
 JSON = {"Accept": "application/json"}
@@ -68,12 +68,15 @@ class Attack:
         return self.app.test_client(use_cookies=False)
 
 
-def expire_pending_sign_ins(client: FlaskClient) -> None:
-    with client.session_transaction() as session:
-        flows = session[FLOWS_KEY]
-        for entry in flows.values():
-            entry["created"] = int(time.time()) - 24 * 3600
-        session[FLOWS_KEY] = flows
+@contextlib.contextmanager
+def a_day_later() -> Iterator[None]:
+    """Move the clock pending sign-ins are dated by one day ahead."""
+    saved = pending.clock
+    pending.clock = lambda: time.time() + 24 * 3600
+    try:
+        yield
+    finally:
+        pending.clock = saved
 
 
 # --- the attacks --------------------------------------------------------------------------------
@@ -98,8 +101,8 @@ def replayed_state(a: Attack) -> TestResponse:
 def expired_state(a: Attack) -> TestResponse:
     auth_uri, _ = a.pending()
     answer = query_of(a.idp.sign_in(auth_uri))
-    expire_pending_sign_ins(a.client)
-    return a.callback(answer)
+    with a_day_later():
+        return a.callback(answer)
 
 
 def state_from_another_browser(a: Attack) -> TestResponse:

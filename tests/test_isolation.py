@@ -122,7 +122,8 @@ def test_parallel_users_see_only_their_own_session_and_logout_clears_the_store(
     leaving, staying = done[::2], done[1::2]
 
     def logout(user: User) -> requests.Response:
-        return user.browser.get(f"{server.url}/logout", allow_redirects=False, timeout=30)
+        same_origin = {"Sec-Fetch-Site": "same-origin"}
+        return user.browser.get(f"{server.url}/logout", headers=same_origin, allow_redirects=False, timeout=30)
 
     with ThreadPoolExecutor(max_workers=len(leaving)) as pool:
         answers = list(pool.map(logout, leaving))

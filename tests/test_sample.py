@@ -132,8 +132,11 @@ def test_behind_app_service_the_redirect_uri_is_https_on_the_public_host(make_sa
     app = make_sample(WEBSITE_HOSTNAME="contoso-web.azurewebsites.net")
     client = app.test_client()
     assert redirect_uri_sent(client, **forwarded) == "https://contoso-web.azurewebsites.net/getAToken"
-    cookie = client.get_cookie("session")
-    assert cookie is not None and cookie.secure
+    cookie = client.get_cookie("identity_sign_in")  # the pending sign-in, in a Secure cookie
+    assert cookie is not None and cookie.secure and cookie.http_only
+    # TRUSTED_HOSTS comes from WEBSITE_HOSTNAME: another forwarded host is refused.
+    evil = client.get("/login", headers={**forwarded, "X-Forwarded-Host": "evil.example"})
+    assert evil.status_code == 400
 
     # Not behind a proxy: the same headers are not trusted.
     plain = make_sample(BEHIND_PROXY="false").test_client()

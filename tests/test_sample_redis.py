@@ -129,7 +129,7 @@ def test_signed_in_on_one_instance_is_signed_in_on_the_other_and_signed_out_on_b
     assert api.status_code == 200
     assert 'id="status">200<' in api.text and "&#34;sub&#34;: &#34;alice&#34;" in api.text
 
-    response = app_browser.get(second + "/logout", allow_redirects=False)
+    response = app_browser.get(second + "/logout", headers={"Referer": second + "/"}, allow_redirects=False)
     assert response.status_code == 302 and response.headers["Location"].startswith(own_provider.origin)
     back = own_provider.sign_in(response.headers["Location"], browser=at_provider)
     assert back == second + "/"

@@ -22,7 +22,8 @@ from flask import Flask
 from localidp import CLIENT_SECRET, SHORT_CLIENT_ID, LocalProvider, path_and_query, query_of
 from testapp import create_app
 
-from identity_flask.session_data import CACHE_KEY, FLOWS_KEY
+from identity_flask import pending
+from identity_flask.session_data import CACHE_KEY
 
 MSAL_CACHE_LOGGER = "msal.token_cache"
 LOGGERS = ("", "identity_flask", "msal", "urllib3", "werkzeug", "flask_session", "requests")
@@ -111,9 +112,10 @@ def journey(app: Flask, idp: LocalProvider) -> dict[str, str]:
         response = browser.get(f"{server.url}/token", allow_redirects=False, timeout=10)
         while not response.headers["Location"].startswith(idp.origin):
             response = browser.get(server.url + response.headers["Location"], allow_redirects=False, timeout=10)
-        flows = stored_session(app, browser)[FLOWS_KEY]
-        (pending,) = flows.values()
-        secrets["PKCE code verifier"] = pending["flow"]["code_verifier"]
+        cookie = f"{pending.COOKIE_NAME}={browser.cookies.get(pending.COOKIE_NAME)}"
+        with app.test_request_context(headers={"Cookie": cookie}):
+            (started,) = app.extensions["identity"].pending.entries().values()
+        secrets["PKCE code verifier"] = started["flow"]["code_verifier"]
         callback = idp.sign_in(response.headers["Location"], login="alice")
         secrets["authorization code"] = query_of(callback)["code"]
         back = browser.get(server.url + path_and_query(callback), timeout=10)
@@ -130,7 +132,9 @@ def journey(app: Flask, idp: LocalProvider) -> dict[str, str]:
         assert len(refreshes) >= 3  # the code redemption and at least two refreshes
 
         # Logout.
-        out = browser.get(f"{server.url}/logout", allow_redirects=False, timeout=10)
+        out = browser.get(
+            f"{server.url}/logout", headers={"Sec-Fetch-Site": "same-origin"}, allow_redirects=False, timeout=10
+        )
         assert out.status_code == 302
     assert len(seen) >= 5  # id token, refresh token, and three access tokens at least
     for index, token in enumerate(sorted(seen)):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-from conftest import SignIn, b2c_settings, session_cookie
+from conftest import APP_ORIGIN, SignIn, b2c_settings, session_cookie
 from flask import Flask
 from localidp import EXTERNAL_ID_TENANT, SHORT_CLIENT_ID, LocalProvider, path_and_query
 
@@ -23,12 +23,18 @@ def test_entra_sign_in_returns_to_the_page_first_asked_for(app: Flask, sign_in: 
 
 def test_session_id_is_regenerated_at_sign_in(app: Flask, sign_in: SignIn) -> None:
     client = app.test_client()
-    auth_uri = sign_in.start(client, "/profile")
+    client.get("/note?text=kept")  # the app stored something for the anonymous visitor
     before = session_cookie(client)
     assert before
+    auth_uri = sign_in.start(client, "/profile")
     sign_in.finish(client, sign_in.provider.sign_in(auth_uri))
     after = session_cookie(client)
     assert after and after != before
+    assert client.get("/note").get_data(as_text=True) == "kept"
+    stale = app.test_client(use_cookies=False)
+    assert (
+        stale.get("/whoami", headers={"Accept": "application/json", "Cookie": f"session={before}"}).status_code == 401
+    )
 
 
 def test_context_user_holds_id_token_claims(app: Flask, sign_in: SignIn) -> None:
@@ -113,12 +119,13 @@ def test_logout_clears_the_session_and_signs_out_at_the_provider(
 ) -> None:
     client = app.test_client()
     sign_in(client, "/profile")
-    response = client.get("/logout")
+    response = client.get("/logout", headers={"Sec-Fetch-Site": "same-origin"})
     assert response.status_code == 302
     target = urlsplit(response.location)
     assert response.location.startswith(idp.entra_authority + "/oauth2/v2.0/logout?")
-    assert parse_qs(target.query)["post_logout_redirect_uri"] == ["http://localhost/"]
-    assert "post_logout_redirect_uri=http%3A%2F%2Flocalhost%2F" in target.query
+    # on the redirect URI's origin, whatever Host the request named (the test client's is localhost)
+    assert parse_qs(target.query)["post_logout_redirect_uri"] == [APP_ORIGIN + "/"]
+    assert "post_logout_redirect_uri=" + quote(APP_ORIGIN + "/", safe="") in target.query
     assert client.get("/profile").status_code == 302
     back = idp.sign_in(response.location)
-    assert back == "http://localhost/"
+    assert back == APP_ORIGIN + "/"

@@ -19,6 +19,7 @@ from flask import Flask, render_template
 from identity_flask import Auth
 
 app = Flask(__name__)
+app.config["SECRET_KEY"] = os.getenv("SECRET_KEY")   # a long random value, the same on every worker
 app.config.from_object("app_config")          # e.g. SESSION_TYPE = "filesystem"
 auth = Auth(
     app,
@@ -57,6 +58,7 @@ def user_project(tmp_path: Path, idp: LocalProvider, monkeypatch: pytest.MonkeyP
         "CLIENT_SECRET": CLIENT_SECRET,
         "REDIRECT_URI": REDIRECT_URI,
         "AUTHORITY": idp.entra_authority,
+        "SECRET_KEY": "snippet-secret",
     }.items():
         monkeypatch.setenv(key, value)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -130,7 +130,7 @@ def test_offline_app_builds_sign_in_and_sign_out_redirects(app: Flask) -> None:
     login = client.get("/login?next=/profile")
     assert login.location.startswith(f"https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/authorize?")
     testing.sign_in(client)
-    logout = client.get("/logout")
+    logout = client.get("/logout", headers={"Sec-Fetch-Site": "same-origin"})
     assert logout.location.startswith(f"https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/logout?")
     assert client.get("/profile").status_code == 302
 
@@ -138,7 +138,7 @@ def test_offline_app_builds_sign_in_and_sign_out_redirects(app: Flask) -> None:
 def test_oidc_logout_reads_the_generated_metadata(offline_app: Callable[..., Flask]) -> None:
     client = offline_app("oidc").test_client()
     testing.sign_in(client)
-    logout = client.get("/logout")
+    logout = client.get("/logout", headers={"Sec-Fetch-Site": "same-origin"})
     assert logout.location.startswith("https://accounts.example.com/tenant/oauth2/v2.0/logout?")
 
 

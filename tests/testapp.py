@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from cachelib.file import FileSystemCache
-from flask import Flask, jsonify, render_template_string, request
+from flask import Flask, jsonify, render_template_string, request, session
 
 from identity_flask import Auth
 
@@ -49,6 +49,21 @@ def create_app(
     def slow() -> str:
         time.sleep(float(request.args.get("seconds", "0.5")))
         return render_template_string(PAGE, title="Slow", user=auth.get_user())
+
+    @app.route("/note")
+    def note() -> str:
+        """Keep a note in the session (a cart, a flash message), or show it."""
+        if "text" in request.args:
+            session["note"] = request.args["text"]
+        return str(session.get("note", ""))
+
+    @app.route("/slow-note")
+    def slow_note() -> str:
+        """Load the session, wait, then write to it: a slow request racing others."""
+        seen = str(session.get("note", ""))
+        time.sleep(float(request.args.get("seconds", "0.5")))
+        session["note"] = request.args.get("text", "late")
+        return seen
 
     @app.route("/signed-out")
     def signed_out_page() -> str:

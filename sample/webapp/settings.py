@@ -65,9 +65,17 @@ def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     config["API_SCOPES"] = as_list(environ.get("API_SCOPES") or DEFAULT_API_SCOPES)
     config["REDIS_URL"] = environ.get("REDIS_URL") or None
 
-    # Sessions live server-side, so the key only signs what Flask itself signs. Several
-    # instances must share it; a single process may do with a random one.
+    # The key encrypts pending sign-ins (identity_flask keeps them in a cookie). Every
+    # worker and instance must share it; a single process may do with a random one.
     config["SECRET_KEY"] = environ.get("SECRET_KEY") or secrets.token_hex(32)
+
+    # A bare-path redirect URI takes its host from the request, so the hosts the app
+    # answers to are pinned: TRUSTED_HOSTS if given, else App Service's own host name,
+    # else the loopback names a developer's browser uses.
+    hosts = as_list(environ.get("TRUSTED_HOSTS") or "")
+    if not hosts and environ.get("WEBSITE_HOSTNAME"):
+        hosts = [environ["WEBSITE_HOSTNAME"]]
+    config["TRUSTED_HOSTS"] = hosts or ["localhost", "127.0.0.1"]
 
     behind_proxy = environ.get("BEHIND_PROXY", "").strip()
     # App Service sets WEBSITE_HOSTNAME on every app; its front end ends TLS.
