@@ -10,6 +10,8 @@ was signed in still is, or a signed-out browser can still sign in.
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,16 +21,17 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from cachelib.file import FileSystemCache
-from conftest import REDIRECT_URI, SignIn, b2c_settings, entra_settings
+from conftest import APP_ORIGIN, REDIRECT_URI, SignIn, b2c_settings, entra_settings
 from flask import Flask, jsonify
 from flask.testing import FlaskClient
 from localidp import B2C_RESET_PASSWORD, LocalProvider, path_and_query, query_of
 from werkzeug.test import TestResponse
 
-from identity_flask import Auth, pending
+from identity_flask import Auth, ConfigurationError, pending
 
 CALLBACK = urlsplit(REDIRECT_URI).path
 JSON = {"Accept": "application/json"}
+SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin"}
 SCRIPT = "<script>alert(1)</script>"
 
 
@@ -244,6 +247,113 @@ def tampered_cookie_at_callback(a: Attack) -> TestResponse:
     return a.stranger().get(f"{CALLBACK}?{urlencode(answer)}", headers={"Cookie": f"session={cookie.value}x"})
 
 
+def tampered_pending_sign_in(a: Attack) -> TestResponse:
+    answer = a.provider_answer()
+    cookie = a.client.get_cookie(pending.COOKIE_NAME)
+    assert cookie is not None
+    flipped = cookie.value[:-5] + ("AAAAA" if not cookie.value.endswith("AAAAA") else "BBBBB")
+    a.client.set_cookie(pending.COOKIE_NAME, flipped)
+    return a.callback(answer)
+
+
+def pending_sign_in_from_an_app_with_another_key(a: Attack) -> TestResponse:
+    other = Flask("other_app")
+    other.config.update(a.app.config, SECRET_KEY="another-apps-secret")
+    other.session_interface = a.app.session_interface
+    Auth(other)
+    browser = other.test_client()
+    response = browser.get("/login?next=/whoami")
+    answer = query_of(a.idp.sign_in(response.location))
+    cookie = browser.get_cookie(pending.COOKIE_NAME)
+    assert cookie is not None
+    a.client.set_cookie(pending.COOKIE_NAME, cookie.value)
+    return a.callback(answer)
+
+
+def error_page_after_the_callback_is_not_cached(a: Attack) -> TestResponse:
+    response = forged_state(a)
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    return response
+
+
+# Methods: no method runs a protected view's code without the check.
+
+
+def anonymous_options_on_a_role_protected_delete(a: Attack) -> TestResponse:
+    response = a.stranger().options("/items/report", headers={"Origin": "https://evil.example"})
+    assert a.app.extensions["test_items"] == {"report": "quarterly figures"}, "the view ran"
+    assert response.data == b""
+    return response
+
+
+def signed_in_options_without_the_role(a: Attack) -> TestResponse:
+    response = a.client.options("/items/report")  # alice holds no Admin role
+    assert a.app.extensions["test_items"] == {"report": "quarterly figures"}, "the view ran"
+    return response
+
+
+def delete_without_the_role(a: Attack) -> TestResponse:
+    response = a.client.delete("/items/report", headers=JSON)
+    assert a.app.extensions["test_items"] == {"report": "quarterly figures"}
+    return response
+
+
+# The Host header: every absolute URL comes from the configured redirect URI.
+
+
+def host_header_at_login(a: Attack) -> TestResponse:
+    response = a.stranger().get("/login?next=/whoami", headers={"Host": "evil.example"})
+    assert query_of(response.location)["redirect_uri"] == REDIRECT_URI
+    return response
+
+
+def victim_cookie(a: Attack) -> dict[str, str]:
+    cookie = a.client.get_cookie("session")
+    assert cookie is not None
+    return {"Cookie": f"session={cookie.value}"}
+
+
+def host_header_at_logout(a: Attack) -> TestResponse:
+    response = a.stranger().get("/logout", headers={"Host": "evil.example", **SAME_ORIGIN, **victim_cookie(a)})
+    assert query_of(response.location)["post_logout_redirect_uri"] == APP_ORIGIN + "/"
+    return response
+
+
+def host_header_at_logout_with_the_provider_down(a: Attack) -> TestResponse:
+    a.idp.fault("/.well-known/openid-configuration", status=503, times=5)
+    response = a.stranger().get("/logout", headers={"Host": "evil.example", **SAME_ORIGIN, **victim_cookie(a)})
+    assert response.location == APP_ORIGIN + "/"
+    a.idp.clear_faults()
+    return response
+
+
+# Sign-out: only a request proven to come from this site signs the user out.
+
+
+def logout(**headers: str) -> Callable[[Attack], TestResponse]:
+    def attack(a: Attack) -> TestResponse:
+        response = a.client.get("/logout", headers=headers)
+        assert "Sign out?" in response.get_data(as_text=True)
+        return response
+
+    return attack
+
+
+def logout_post_without_origin(a: Attack) -> TestResponse:
+    return a.client.post("/logout")
+
+
+def logout_post_from_another_site(a: Attack) -> TestResponse:
+    return a.client.post("/logout", headers={"Origin": "https://evil.example"})
+
+
+def string_roles_claim(a: Attack) -> TestResponse:
+    other = a.app.test_client()
+    finish_sign_in(other, a.idp, "entra", "stringroles")  # roles: "Admin", a string
+    return other.get("/admin", headers=JSON)
+
+
 # --- the table ----------------------------------------------------------------------------------
 
 
@@ -256,8 +366,10 @@ class Case:
     location: str | None = None
     #: Whether the victim is signed in (as alice) before the attack.
     signed_in: bool = True
-    #: ``entra``, ``b2c``, ``b2c_without_reset`` or ``form_post``.
+    #: ``entra``, ``b2c``, ``b2c_without_reset``, ``form_post`` or ``oidc``.
     app: str = "entra"
+    #: Whether the victim is still signed in afterwards (``False``: the attack was a real sign-out).
+    signed_in_after: bool = True
 
 
 CASES: dict[str, Any] = {
@@ -312,6 +424,30 @@ CASES: dict[str, Any] = {
     "cookie-path-traversal": Case(path_traversal_cookie, 401),
     "cookie-oversized": Case(oversized_cookie, 401),
     "cookie-tampered-at-callback": Case(tampered_cookie_at_callback, 400),
+    # the pending sign-in cookie
+    "pending-cookie-tampered": Case(tampered_pending_sign_in, 400),
+    "pending-cookie-from-another-key": Case(pending_sign_in_from_an_app_with_another_key, 400),
+    "callback-error-page-not-cached": Case(error_page_after_the_callback_is_not_cached, 400),
+    # methods
+    "options-anonymous-on-role-protected-delete": Case(anonymous_options_on_a_role_protected_delete, 200),
+    "options-signed-in-without-the-role": Case(signed_in_options_without_the_role, 200),
+    "delete-without-the-role": Case(delete_without_the_role, 403),
+    "roles-claim-that-is-a-string": Case(string_roles_claim, 403),
+    # the Host header
+    "host-header-at-login": Case(host_header_at_login, 302),
+    "host-header-at-logout": Case(host_header_at_logout, 302, signed_in_after=False),
+    "host-header-at-logout-provider-down": Case(
+        host_header_at_logout_with_the_provider_down, 302, signed_in_after=False, app="oidc"
+    ),
+    # sign-out from elsewhere
+    "logout-cross-site-referer": Case(logout(Referer="https://evil.example/page"), 200),
+    "logout-cross-site-origin": Case(logout(Origin="https://evil.example"), 200),
+    "logout-null-origin": Case(logout(Origin="null"), 200),
+    "logout-same-site-subdomain": Case(logout(**{"Sec-Fetch-Site": "same-site"}), 200),
+    "logout-lookalike-referer": Case(logout(Referer=APP_ORIGIN + ".evil.example/"), 200),
+    "logout-no-signal-at-all": Case(logout(), 200),
+    "logout-post-without-origin": Case(logout_post_without_origin, 400),
+    "logout-post-from-another-site": Case(logout_post_from_another_site, 400),
 }
 
 
@@ -341,6 +477,8 @@ def build(kind: str, make_app: Callable[..., Flask], idp: LocalProvider, tmp_pat
         return make_app(**b2c_settings(idp, b2c_reset_password_user_flow=None), authority=None)
     if kind == "form_post":
         return _form_post_app(idp, tmp_path / "form_post_sessions")
+    if kind == "oidc":
+        return make_app(authority=None, oidc_authority=idp.oidc_authority)
     return make_app()
 
 
@@ -383,10 +521,61 @@ def test_hostile_input(
         assert "text/html" in response.content_type or "json" in response.content_type
 
     # The session is still usable: the victim stays signed in, or can sign in.
-    if case.signed_in:
+    if case.signed_in and not case.signed_in_after:
+        assert whoami(client).status_code == 401
+        finish_sign_in(client, idp, case.app, "bob")
+        assert whoami(client).get_json()["sub"] == "bob"
+    elif case.signed_in:
         assert whoami(client).get_json()["sub"] == "alice"
     elif case.location == "/":
         assert whoami(client).get_json()["sub"] == "alice"  # the sign-in itself succeeded
     else:
         finish_sign_in(client, idp, case.app, "bob")
         assert whoami(client).get_json()["sub"] == "bob"
+
+
+# --- the Host header with a bare-path redirect URI ------------------------------------------------
+
+
+def test_a_bare_path_redirect_uri_needs_its_hosts_pinned(make_app: Callable[..., Flask]) -> None:
+    with pytest.raises(ConfigurationError, match="TRUSTED_HOSTS"):
+        make_app(redirect_uri="/getAToken")
+
+
+def test_with_trusted_hosts_another_host_is_refused_and_https_cookies_are_secure(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(redirect_uri="/getAToken", flask_config={"TRUSTED_HOSTS": ["app.example"]})
+    client = app.test_client()
+    assert client.get("/login", headers={"Host": "evil.example"}).status_code == 400
+    login = client.get("/login?next=/whoami", base_url="https://app.example")
+    assert query_of(login.location)["redirect_uri"] == "https://app.example/getAToken"
+    assert "Secure" in login.headers["Set-Cookie"] and "HttpOnly" in login.headers["Set-Cookie"]
+    # SESSION_COOKIE_SECURE is not set, yet a session written over https gets a Secure cookie.
+    assert not app.config["SESSION_COOKIE_SECURE"]
+    note = client.get("/note?text=x", base_url="https://app.example")
+    (session_cookie,) = [c for c in note.headers.getlist("Set-Cookie") if c.startswith("session=")]
+    assert "Secure" in session_cookie
+
+
+# --- provider text in log lines --------------------------------------------------------------------
+
+
+def test_provider_error_text_is_logged_on_one_line_and_capped(
+    app: Flask, idp: LocalProvider, sign_in: SignIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    attack = Attack(app, app.test_client(), idp, sign_in)
+    forged = "bad\nWARNING identity_flask: Signed in admin\r\n" + "X" * 5000
+    with caplog.at_level(logging.INFO, logger="identity_flask"):
+        response = attack.error_answer(error="invalid_request\nINFO forged", error_description=forged)
+    assert response.status_code == 400
+    lines = [r.getMessage() for r in caplog.records if "Provider answered" in r.getMessage()]
+    assert len(lines) == 1
+    assert "\n" not in lines[0] and "\r" not in lines[0]
+    assert len(lines[0]) < 600
+
+
+def test_the_security_page_lists_every_case_and_no_other() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "security.md").read_text()
+    rows = re.findall(r"^\| `([^`]+)` \|", page, re.M)
+    assert rows == list(CASES), "docs/security.md's table and CASES differ"

@@ -105,6 +105,17 @@ def create_app(
         await asyncio.sleep(0)
         return jsonify(sub=context["user"]["sub"], view="async")
 
+    items = {"report": "quarterly figures"}
+    app.extensions["test_items"] = items
+
+    @app.route("/items/<name>", methods=["GET", "DELETE", "OPTIONS"])
+    @auth.login_required(roles=["Admin"])
+    def item(name: str, *, context: dict[str, Any]) -> Any:
+        if request.method == "DELETE":
+            items.pop(name, None)
+            return jsonify(deleted=name)
+        return jsonify(item=items.get(name))
+
     @app.route("/cors", methods=["GET", "OPTIONS"])
     @auth.login_required
     def cors(*, context: dict[str, Any]) -> Any:
