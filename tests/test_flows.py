@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import APP_ORIGIN, SignIn, b2c_settings, session_cookie
+import requests
+from conftest import APP_ORIGIN, LiveServer, SignIn, b2c_settings, session_cookie
 from flask import Flask
 from flask.testing import FlaskClient
 from localidp import SHORT_CLIENT_ID, LocalProvider, free_port, path_and_query, query_of
@@ -31,15 +34,12 @@ def test_two_tabs_signing_in_at_once_both_complete(app: Flask, sign_in: SignIn, 
     back_first = sign_in.finish(client, idp.sign_in(first, login="tabby"))
     assert back_first.location == "/profile?tab=1"
     assert client.get("/whoami").get_json()["sub"] == "tabby"
-    assert client.get_cookie(pending.COOKIE_NAME) is None  # both taken out, nothing left pending
+    assert pending_count(client) == 0  # both taken out, nothing left pending
 
 
-def pending_count(app: Flask, client: FlaskClient) -> int:
-    """How many sign-ins ``client``'s cookie holds, as the app reads it."""
-    cookie = client.get_cookie(pending.COOKIE_NAME)
-    headers = {"Cookie": f"{pending.COOKIE_NAME}={cookie.value}"} if cookie else {}
-    with app.test_request_context(headers=headers):
-        return int(app.extensions["identity"].pending.count())
+def pending_count(client: FlaskClient) -> int:
+    """How many sign-ins ``client`` has pending, as the app reads them."""
+    return int(client.get("/pending-sign-ins").get_json()["count"])
 
 
 def test_pending_sign_ins_are_capped_and_expire(
@@ -53,7 +53,7 @@ def test_pending_sign_ins_are_capped_and_expire(
     for _ in range(3):
         now[0] += 1
         sign_in.start(client, "/profile")
-    assert pending_count(app, client) == 3
+    assert pending_count(client) == 3
     evicted = sign_in.finish(client, idp.sign_in(oldest))
     assert evicted.status_code == 400
     assert "does not match a sign-in started in this browser" in evicted.get_data(as_text=True)
@@ -61,11 +61,11 @@ def test_pending_sign_ins_are_capped_and_expire(
     slow = sign_in.start(client, "/profile")
     callback = idp.sign_in(slow)
     now[0] += 61
-    assert pending_count(app, client) == 0
+    assert pending_count(client) == 0
     expired = sign_in.finish(client, callback)
     assert expired.status_code == 400
     assert "expired" in expired.get_data(as_text=True)
-    assert client.get_cookie(pending.COOKIE_NAME) is None
+    assert pending_count(client) == 0
     assert stored_session(app, client).keys() <= {"_permanent"}, "a pending sign-in wrote a server-side session"
 
 
@@ -355,3 +355,39 @@ def test_roles_let_holders_in_and_give_others_a_403_page(app: Flask, sign_in: Si
     assert "does not have a role" in refused.get_data(as_text=True)
     assert plain.get("/admin", headers={"Accept": "application/json"}).get_json()["error"] == "insufficient_role"
     assert plain.get("/profile").status_code == 200
+
+
+def test_sign_ins_started_at_the_same_instant_in_one_browser_all_complete(
+    live_app: LiveServer, idp: LocalProvider
+) -> None:
+    """Tabs restored together start their sign-ins in parallel; none may lose another's."""
+    browser = requests.Session()
+    barrier = threading.Barrier(4)
+    starts: dict[int, str] = {}
+
+    def start(index: int) -> None:
+        barrier.wait(5)
+        response = browser.get(f"{live_app.url}/login?next=/whoami%3Ftab%3D{index}", allow_redirects=False, timeout=10)
+        starts[index] = response.headers["Location"]
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    for index, auth_uri in sorted(starts.items()):
+        back = browser.get(idp.sign_in(auth_uri, login="tabby"), allow_redirects=False, timeout=10)
+        assert back.status_code == 302 and back.headers["Location"] == f"/whoami?tab={index}", back.text[:200]
+
+
+def test_an_overlong_return_address_costs_only_itself(app: Flask, sign_in: SignIn, idp: LocalProvider) -> None:
+    client = app.test_client()
+    first = sign_in.start(client, "/profile?tab=1")
+    shuffled = random.Random(7)
+    long_next = "/" + "".join(chr(shuffled.randrange(0x4E00, 0x9FFF)) for _ in range(1500))  # does not compress
+    response = client.get("/login", query_string={"next": long_next})
+    assert response.status_code == 302
+    back_long = sign_in.finish(client, idp.sign_in(response.location))
+    assert back_long.status_code == 302 and back_long.location == "/"  # signed in, back home
+    back_first = sign_in.finish(client, idp.sign_in(first))
+    assert back_first.status_code == 302 and back_first.location == "/profile?tab=1"

@@ -112,7 +112,7 @@ def journey(app: Flask, idp: LocalProvider) -> dict[str, str]:
         response = browser.get(f"{server.url}/token", allow_redirects=False, timeout=10)
         while not response.headers["Location"].startswith(idp.origin):
             response = browser.get(server.url + response.headers["Location"], allow_redirects=False, timeout=10)
-        cookie = f"{pending.COOKIE_NAME}={browser.cookies.get(pending.COOKIE_NAME)}"
+        cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items() if k.startswith(pending.COOKIE_PREFIX))
         with app.test_request_context(headers={"Cookie": cookie}):
             (started,) = app.extensions["identity"].pending.entries().values()
         secrets["PKCE code verifier"] = started["flow"]["code_verifier"]

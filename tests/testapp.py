@@ -50,6 +50,11 @@ def create_app(
         time.sleep(float(request.args.get("seconds", "0.5")))
         return render_template_string(PAGE, title="Slow", user=auth.get_user())
 
+    @app.route("/pending-sign-ins")
+    def pending_sign_ins() -> Any:
+        """How many sign-ins this browser has started and not finished, as the extension reads them."""
+        return jsonify(count=app.extensions["identity"].pending.count())
+
     @app.route("/note")
     def note() -> str:
         """Keep a note in the session (a cart, a flash message), or show it."""
