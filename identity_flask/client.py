@@ -26,6 +26,7 @@ from urllib3.util.retry import Retry
 
 from .config import Authority, Settings
 from .errors import ProviderError, ProviderUnavailable, SignInError
+from .redaction import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def provider_calls(action: str) -> Iterator[None]:
     try:
         yield
     except _BadAnswer as exc:
-        logger.warning("Identity provider answered badly while %s: %s", action, exc)
+        logger.warning("Identity provider answered badly while %s: %s", action, one_line(exc))
         raise ProviderError("The sign-in service failed. Please try again in a moment.") from None
     except requests.exceptions.RequestException as exc:
         logger.warning("Identity provider unreachable while %s: %s", action, type(exc).__name__)
@@ -264,14 +265,17 @@ class IdentityClient:
             try:
                 result: dict[str, Any] = app.acquire_token_by_auth_code_flow(flow, dict(response))
             except ValueError as exc:
-                logger.warning("Sign-in response rejected: %s", exc)
+                logger.warning("Sign-in response rejected: %s", one_line(exc))
                 raise SignInError("The sign-in response did not match the request. Please sign in again.") from None
             except RuntimeError:  # MSAL's check of the id token's nonce (or auth_time)
                 logger.warning("Sign-in response rejected: the id token was not issued for this sign-in")
                 raise SignInError("The sign-in response did not match the request. Please sign in again.") from None
+            except (AttributeError, KeyError, TypeError, IndexError):  # an id token MSAL cannot read
+                logger.warning("Token endpoint answered the code with an unreadable id token")
+                raise ProviderError("The sign-in service answered with an unreadable id token.") from None
         if "error" in result:
             error = str(result.get("error"))
-            logger.warning("Token endpoint refused the code: %s", error)
+            logger.warning("Token endpoint refused the code: %s", one_line(error))
             if error in ("invalid_grant", "invalid_request", "unauthorized_client"):
                 raise SignInError(
                     "The sign-in could not be completed (the code was refused). Please sign in again.",
@@ -324,9 +328,9 @@ class IdentityClient:
         if "access_token" not in result:
             error = str(result.get("error"))
             if error.startswith(("server_error", "temporarily_unavailable")):
-                logger.warning("Token refresh failed at the provider: %s", error)
+                logger.warning("Token refresh failed at the provider: %s", one_line(error))
                 raise ProviderError("The sign-in service could not refresh your access.", error=error)
-            logger.info("Token for %s needs a new sign-in: %s", " ".join(scopes), error)
+            logger.info("Token for %s needs a new sign-in: %s", " ".join(scopes), one_line(error))
             return None, error, new_state
         token = {key: result[key] for key in TOKEN_KEYS if key in result}
         digest_now = _digest(new_state) if new_state else digest

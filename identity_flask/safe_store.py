@@ -168,7 +168,9 @@ class GuardedSaves(ServerSideSessionInterface):  # type: ignore[misc]
         session = super().open_session(app, request)
         # A session is "stored" when the cookie named a record that was found: only
         # then may a save find it gone, and must not bring it back.
-        session.identity_stored = bool(session) and request.cookies.get(self.get_cookie_name(app)) == session.sid
+        cookie = request.cookies.get(self.get_cookie_name(app))
+        issued = self._sign(app, session.sid) if self.use_signer else session.sid
+        session.identity_stored = bool(session) and cookie == issued
         return session
 
     def regenerate(self, session: ServerSideSession) -> None:

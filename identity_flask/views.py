@@ -143,7 +143,11 @@ def _finish(state: AppState, settings: Settings, params: Any) -> Response:
     kind = entry.get("kind", "sign_in")
     cache = msal.SerializableTokenCache()
     result, account_id = state.client.finish(entry["flow"], params.to_dict(), cache, authority=state.authority(kind))
-    claims = result.get("id_token_claims") or {}
+    claims = result.get("id_token_claims")
+    if not isinstance(claims, dict) or not isinstance(claims.get("sub"), str) or not claims["sub"]:
+        # Without an id token naming a subject there is nobody to sign in.
+        logger.warning("Token endpoint answered the code without a usable id token")
+        raise ProviderError("The sign-in service answered without identifying the user.")
     authorization.check_tenant(claims, settings.allowed_tenants)
 
     previous = session_data.get_user(session)
@@ -177,7 +181,10 @@ def _same_origin(origin: str) -> bool | None:
     sender = request.headers.get("Origin") or request.headers.get("Referer")
     if not sender or sender == "null":
         return None if not sender else False
-    parts = urlsplit(sender)
+    try:
+        parts = urlsplit(sender)
+    except ValueError:  # e.g. "http://[" : not a URL, so not this site
+        return False
     return f"{parts.scheme}://{parts.netloc}".lower() == origin.lower()
 
 

@@ -8,6 +8,7 @@ All against real processes (the local provider, redis-server); the provider's
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -199,6 +200,43 @@ def test_an_html_answer_to_the_code_redemption_is_a_502_page(
     assert client.get("/whoami", headers=JSON).status_code == 401
     assert sign_in(client, "/whoami").status_code == 302
     assert client.get("/whoami").get_json()["sub"] == "alice"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        '{"access_token": "x", "token_type": "Bearer", "expires_in": 3600}',
+        '{"access_token": "x", "token_type": "Bearer", "expires_in": 3600, "id_token": 123}',
+        '{"access_token": "x", "token_type": "Bearer", "expires_in": 3600, "id_token": "a.W10.b"}',
+    ],
+    ids=["no-id-token", "id-token-a-number", "id-token-payload-a-list"],
+)
+def test_a_code_redemption_without_a_usable_id_token_signs_nobody_in(
+    make_app: Callable[..., Flask], idp: LocalProvider, sign_in: SignIn, answer: str
+) -> None:
+    app = make_app()
+    client = app.test_client()
+    callback = idp.sign_in(sign_in.start(client, "/whoami"))
+    idp.fault(TOKEN_PATH, status=200, body=answer, content_type="application/json")
+    assert_clean_error(client.get(path_and_query(callback)), 502)
+    assert client.get("/whoami", headers=JSON).status_code == 401
+    assert client.get("/profile").status_code == 302  # still signed out: no empty identity
+    assert sign_in(client, "/whoami").status_code == 302
+    assert client.get("/whoami").get_json()["sub"] == "alice"
+
+
+def test_a_token_endpoint_error_is_logged_on_one_line(
+    make_app: Callable[..., Flask], idp: LocalProvider, sign_in: SignIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app()
+    client = app.test_client()
+    callback = idp.sign_in(sign_in.start(client, "/whoami"))
+    forged = json.dumps({"error": "invalid_grant\nCRITICAL forged line " + "A" * 5000})
+    idp.fault(TOKEN_PATH, status=400, body=forged, content_type="application/json")
+    with caplog.at_level(logging.INFO, logger="identity_flask"):
+        assert_clean_error(client.get(path_and_query(callback)), 502)  # an error code no one knows
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("identity_flask")]
+    assert lines and all("\n" not in line and len(line) < 600 for line in lines)
 
 
 @pytest.mark.parametrize("accept", ["html", "json"])

@@ -249,10 +249,11 @@ def tampered_cookie_at_callback(a: Attack) -> TestResponse:
 
 def tampered_pending_sign_in(a: Attack) -> TestResponse:
     answer = a.provider_answer()
-    cookie = a.client.get_cookie(pending.COOKIE_NAME)
+    name = pending.cookie_name(answer["state"])
+    cookie = a.client.get_cookie(name)
     assert cookie is not None
     flipped = cookie.value[:-5] + ("AAAAA" if not cookie.value.endswith("AAAAA") else "BBBBB")
-    a.client.set_cookie(pending.COOKIE_NAME, flipped)
+    a.client.set_cookie(name, flipped)
     return a.callback(answer)
 
 
@@ -264,9 +265,10 @@ def pending_sign_in_from_an_app_with_another_key(a: Attack) -> TestResponse:
     browser = other.test_client()
     response = browser.get("/login?next=/whoami")
     answer = query_of(a.idp.sign_in(response.location))
-    cookie = browser.get_cookie(pending.COOKIE_NAME)
+    name = pending.cookie_name(answer["state"])
+    cookie = browser.get_cookie(name)
     assert cookie is not None
-    a.client.set_cookie(pending.COOKIE_NAME, cookie.value)
+    a.client.set_cookie(name, cookie.value)
     return a.callback(answer)
 
 
@@ -446,6 +448,8 @@ CASES: dict[str, Any] = {
     "logout-same-site-subdomain": Case(logout(**{"Sec-Fetch-Site": "same-site"}), 200),
     "logout-lookalike-referer": Case(logout(Referer=APP_ORIGIN + ".evil.example/"), 200),
     "logout-no-signal-at-all": Case(logout(), 200),
+    "logout-unparsable-referer": Case(logout(Referer="http://[::1"), 200),
+    "logout-unparsable-origin": Case(logout(Origin="http://["), 200),
     "logout-post-without-origin": Case(logout_post_without_origin, 400),
     "logout-post-from-another-site": Case(logout_post_from_another_site, 400),
 }

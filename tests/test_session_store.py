@@ -156,6 +156,23 @@ def test_concurrent_writes_to_a_live_session_still_land(store: Store, idp: Local
         assert browser.get(f"{server.url}/whoami", timeout=10).json()["sub"] == "alice"
 
 
+@pytest.mark.filterwarnings("ignore:The 'use_signer' option is deprecated:DeprecationWarning")
+def test_sign_out_sticks_with_signed_session_ids_too(
+    make_app: Callable[..., Flask], idp: LocalProvider, tmp_path: Path
+) -> None:
+    cache = safe_store.SessionFileCache(str(tmp_path / "signed"))
+    store_app = make_app(flask_config={"SESSION_CACHELIB": cache, "SESSION_USE_SIGNER": True})
+    with LiveServer(store_app, APP_PORT) as server:
+        browser = sign_in_browser(server, idp)
+        old_cookie = str(browser.cookies.get("session"))
+        results: dict[str, requests.Response] = {}
+        thread = slow_write(server, old_cookie, results)
+        assert browser.get(f"{server.url}/logout", headers=SAME_ORIGIN, allow_redirects=False).status_code == 302
+        thread.join(20)
+        again = requests.get(f"{server.url}/whoami", cookies={"session": old_cookie}, headers=JSON, timeout=10)
+        assert again.status_code == 401
+
+
 # --- 3. anonymous traffic costs the store nothing ------------------------------------------------
 
 
