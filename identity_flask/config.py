@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import posixpath
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -207,6 +208,34 @@ def _authorities(
     return sign_in, flow(values["b2c_edit_profile_user_flow"]), flow(values["b2c_reset_password_user_flow"])
 
 
+def _check_certificate(credential: Mapping[str, Any]) -> None:
+    """A certificate dict must have one of the shapes MSAL takes, with a readable key.
+
+    Values are secrets: messages name keys and paths only.
+    """
+    name = _key("client_credential")
+    if "client_assertion" in credential:
+        if not credential["client_assertion"]:
+            raise ConfigurationError(f"{name}: 'client_assertion' is empty.")
+        return
+    if "private_key_pfx_path" in credential:
+        path = credential["private_key_pfx_path"]
+        if not isinstance(path, str) or not os.path.isfile(path) or not os.access(path, os.R_OK):
+            raise ConfigurationError(f"{name}: 'private_key_pfx_path' {path!r} is not a readable file.")
+        return
+    if "private_key" in credential:
+        key = credential["private_key"]
+        if not isinstance(key, (str, bytes)) or b"-----BEGIN" not in (key.encode() if isinstance(key, str) else key):
+            raise ConfigurationError(f"{name}: 'private_key' must be a PEM private key ('-----BEGIN ...').")
+        if not credential.get("thumbprint") and not credential.get("public_certificate"):
+            raise ConfigurationError(f"{name}: a 'private_key' needs its certificate's 'thumbprint'.")
+        return
+    raise ConfigurationError(
+        f"{name} as a dict must hold 'private_key' and 'thumbprint', 'private_key_pfx_path' "
+        f"(and 'passphrase'), or 'client_assertion'; it has {sorted(credential)}."
+    )
+
+
 def _as_optional_bool(name: str, value: Any) -> bool | None:
     """Booleans may arrive as strings from environment variables."""
     if value is None or isinstance(value, bool):
@@ -326,6 +355,8 @@ def _check_types(values: Mapping[str, Any]) -> None:
             f"{_key('client_credential')} must be a client secret (a string) or a certificate dict as MSAL "
             f"takes it, got a {type(credential).__name__}."
         )
+    if isinstance(credential, Mapping):
+        _check_certificate(credential)
     view = values["post_logout_view"]
     if view is not None and not (isinstance(view, str) or callable(view)):
         raise ConfigurationError(
@@ -346,22 +377,29 @@ def resolve(app: Flask, given: Mapping[str, Any]) -> Settings:
     _check_types(values)
     if not values["client_id"]:
         raise ConfigurationError(
-            "No client id is configured. Pass client_id=... to Auth() or set "
-            "IDENTITY_CLIENT_ID to the Application (client) ID of your app registration."
+            "No client id is configured: Auth() got no client_id and app.config has no "
+            "'IDENTITY_CLIENT_ID'. Give the Application (client) ID of your app registration "
+            "one way or the other: Auth(app, os.environ['CLIENT_ID'], ...) as in the README, or "
+            "app.config['IDENTITY_CLIENT_ID'] = ... (app.config.from_prefixed_env() reads it "
+            "from the environment variable FLASK_IDENTITY_CLIENT_ID)."
         )
     if not values["client_credential"]:
         raise ConfigurationError(
-            "No client credential is configured. Pass client_credential=... or set "
-            "IDENTITY_CLIENT_CREDENTIAL to a client secret (or a certificate dict as MSAL takes it)."
+            "No client credential is configured: Auth() got no client_credential and app.config "
+            "has no 'IDENTITY_CLIENT_CREDENTIAL'. Give a client secret (or a certificate dict as "
+            "MSAL takes it) one way or the other: Auth(..., client_credential=os.environ['CLIENT_SECRET']) "
+            "as in the README, or app.config['IDENTITY_CLIENT_CREDENTIAL'] = ... (environment "
+            "variable FLASK_IDENTITY_CLIENT_CREDENTIAL with app.config.from_prefixed_env())."
         )
     redirect_uri = values["redirect_uri"]
     if not redirect_uri:
         raise ConfigurationError(
             "No redirect URI is configured. Register one in your app registration "
             "(Authentication > Add a platform > Web), for example "
-            "http://localhost:5000/getAToken, then pass redirect_uri=... or set "
-            "IDENTITY_REDIRECT_URI. A path such as '/getAToken' is also accepted: "
-            "the full URL is then built from each request."
+            "http://localhost:5000/getAToken, then pass Auth(..., redirect_uri=...) or set "
+            "app.config['IDENTITY_REDIRECT_URI'] (environment variable FLASK_IDENTITY_REDIRECT_URI "
+            "with app.config.from_prefixed_env()). A path such as '/getAToken' is also accepted, "
+            "with TRUSTED_HOSTS set: the full URL is then built from each request's host."
         )
     parts = urlsplit(redirect_uri)
     if not (parts.path.startswith("/") and (parts.scheme in ("http", "https") or not parts.scheme)):

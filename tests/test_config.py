@@ -84,6 +84,11 @@ def test_bad_settings_fail_fast_naming_the_setting(tmp_path: Path, given: dict[s
         ("scopes", ["User.Read", 5]),
         ("allowed_tenants", "contoso.onmicrosoft.com"),
         ("allowed_tenants", 5),
+        ("client_credential", {"private_key": "nope", "thumbprint": "AB"}),
+        ("client_credential", {"private_key": "-----BEGIN PRIVATE KEY-----"}),
+        ("client_credential", {"private_key_pfx_path": "/nonexistent/cert.pfx"}),
+        ("client_credential", {"client_assertion": ""}),
+        ("client_credential", {"passphrase": "x"}),
     ],
 )
 def test_each_bad_value_fails_at_start_up_naming_its_setting(tmp_path: Path, name: str, value: Any) -> None:
@@ -194,11 +199,11 @@ def test_constructor_arguments_win_over_app_config(tmp_path: Path) -> None:
 def test_prefixed_environment_variables_configure_the_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in BASE.items():
         monkeypatch.setenv(f"FLASK_IDENTITY_{key.upper()}", value)
-    monkeypatch.setenv("FLASK_IDENTITY_CLIENT_CREDENTIAL", '{"private_key": "k", "thumbprint": "t"}')
+    monkeypatch.setenv("FLASK_IDENTITY_CLIENT_CREDENTIAL", '{"private_key": "-----BEGIN k", "thumbprint": "t"}')
     app = new_app(tmp_path)
     app.config.from_prefixed_env()
     settings = resolve(app, {})
-    assert settings.client_credential == {"private_key": "k", "thumbprint": "t"}
+    assert settings.client_credential == {"private_key": "-----BEGIN k", "thumbprint": "t"}
     assert settings.authority.url == AUTHORITY
 
 
@@ -425,3 +430,17 @@ def test_anonymous_visits_to_protected_pages_store_no_session(tmp_path: Path) ->
         assert client.get("/private", headers={"Accept": accept}).status_code in (302, 401)
     assert client.get_cookie("session") is None
     assert list((tmp_path / "instance" / "identity_sessions").iterdir()) == []
+
+
+@pytest.mark.parametrize("fallbacks", ["old-key", ["old-key", 5]])
+def test_secret_key_fallbacks_must_be_a_list_of_keys(tmp_path: Path, fallbacks: Any) -> None:
+    app = new_app(tmp_path, SECRET_KEY_FALLBACKS=fallbacks, **{f"IDENTITY_{k.upper()}": v for k, v in BASE.items()})
+    with pytest.raises(ConfigurationError, match="SECRET_KEY_FALLBACKS"):
+        Auth(app)
+
+
+def test_an_app_without_a_secret_key_does_not_start(tmp_path: Path) -> None:
+    app = new_app(tmp_path, **{f"IDENTITY_{k.upper()}": v for k, v in BASE.items()})
+    app.config["SECRET_KEY"] = None
+    with pytest.raises(ConfigurationError, match="SECRET_KEY is not set"):
+        Auth(app)
