@@ -10,8 +10,25 @@ command -v redis-server >/dev/null 2>&1 || want_debian+=(redis-server)
 if [ "${#want_debian[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "== installing Debian packages: ${want_debian[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${want_debian[@]}" >/dev/null
+  # Another apt run (unattended upgrades, a package manager window) may hold one of
+  # Debian's package locks: wait for it, up to APT_LOCK_WAIT seconds, rather than fail.
+  lock_wait="${APT_LOCK_WAIT:-300}"
+  apt_patiently() {
+    local deadline=$((SECONDS + lock_wait)) said="" out
+    until out=$(DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o "DPkg::Lock::Timeout=$lock_wait" "$@" 2>&1); do
+      if ! grep -q -e "Could not get lock" -e "Unable to lock" <<<"$out" || [ "$SECONDS" -ge "$deadline" ]; then
+        printf '%s\n' "$out" >&2
+        return 1
+      fi
+      if [ -z "$said" ]; then
+        echo "   another apt or dpkg run holds Debian's package lock; waiting up to ${lock_wait}s for it"
+        said=1
+      fi
+      sleep 3
+    done
+  }
+  apt_patiently update -qq
+  apt_patiently install -y -qq --no-install-recommends "${want_debian[@]}"
 fi
 
 if [ ! -x .venv/bin/python ]; then
