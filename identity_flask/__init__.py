@@ -14,6 +14,7 @@ from .errors import (
     TenantNotAllowed,
 )
 from .extension import Auth, current_user
+from .redaction import RedactSecrets
 from .signals import sign_in_failed, signed_in, signed_out, unauthorized
 
 __version__ = "0.1.0"
@@ -26,6 +27,7 @@ __all__ = [
     "NotSignedIn",
     "ProviderError",
     "ProviderUnavailable",
+    "RedactSecrets",
     "RoleRequired",
     "SessionStoreUnavailable",
     "SignInError",

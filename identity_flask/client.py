@@ -16,7 +16,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 import msal
@@ -24,18 +24,36 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from . import session_data
 from .config import Authority, Settings
 from .errors import ProviderError, ProviderUnavailable, SignInError
 from .redaction import one_line
 
 logger = logging.getLogger(__name__)
 
-# MSAL warns on every sign-in that does not use form_post. The default here is the
-# query response on purpose: it works with SameSite=Lax session cookies, PKCE makes
-# a leaked code useless, and the callback answers with a redirect that sends no
-# Referer and is not cached. Apps that can serve SameSite=None cookies may choose
-# form_post.
-warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended", category=UserWarning)
+#: Held while MSAL builds a sign-in URL with its warning silenced: ``catch_warnings``
+#: changes the process's filters for that moment, so two threads must not interleave.
+_QUIET_WARNINGS = threading.Lock()
+
+#: Request fields MSAL's token cache logs at DEBUG unless they are masked first.
+_UNLOGGED_FIELDS = ("code", "code_verifier", "client_assertion", "assertion", "client_secret", "refresh_token")
+
+
+class TokenCache(msal.SerializableTokenCache):  # type: ignore[misc]
+    """MSAL's serializable token cache, which hands MSAL's debug log no code or verifier.
+
+    MSAL logs every token event at DEBUG with the request's fields, masking
+    some (secrets, refresh tokens) but not the authorization code or the PKCE
+    verifier. None of them is needed to cache tokens, so they are masked
+    before MSAL sees the event.
+    """
+
+    def add(self, event: dict[str, Any], now: float | None = None) -> Any:
+        data = event.get("data")
+        if isinstance(data, dict) and any(k in data for k in _UNLOGGED_FIELDS):
+            event = {**event, "data": {k: "********" if k in _UNLOGGED_FIELDS else v for k, v in data.items()}}
+        return super().add(event, now=now)
+
 
 #: How long a token MSAL handed out is served again for an unchanged cache, at most.
 MEMO_SECONDS = 600
@@ -123,6 +141,17 @@ def _check_answer(response: requests.Response) -> None:
             _discovery_document(response)
     elif method == "POST" and response.status_code < 500:
         _json_object(response)
+
+
+class SilentResult(NamedTuple):
+    """What :meth:`IdentityClient.silent` found."""
+
+    #: The token (:data:`TOKEN_KEYS`), or ``None``.
+    token: dict[str, Any] | None
+    #: Why there is no token: MSAL's error code, ``no_account`` or ``no_token``.
+    error: str | None
+    #: The user's serialized cache when MSAL changed it (store it), else ``None``.
+    cache_state: str | None
 
 
 class _TimeoutSession(requests.Session):
@@ -238,12 +267,17 @@ class IdentityClient:
         :return: MSAL's flow dict; ``auth_uri`` is where to send the browser.
         """
         app = self.msal_app(authority=authority)
-        flow: dict[str, Any] = app.initiate_auth_code_flow(
-            list(scopes),
-            redirect_uri=redirect_uri,
-            prompt=prompt,
-            response_mode=response_mode if response_mode != "query" else None,
-        )
+        # MSAL warns on every sign-in that does not use form_post. The query response is
+        # the default here on purpose: it works with SameSite=Lax cookies, PKCE makes a
+        # leaked code useless, and the callback's answer sends no Referer and is not cached.
+        with _QUIET_WARNINGS, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended")
+            flow: dict[str, Any] = app.initiate_auth_code_flow(
+                list(scopes),
+                redirect_uri=redirect_uri,
+                prompt=prompt,
+                response_mode=response_mode if response_mode != "query" else None,
+            )
         return flow
 
     def finish(
@@ -284,9 +318,7 @@ class IdentityClient:
             raise ProviderError("The sign-in service could not complete the sign-in.", error=error)
         return result, first_account_id(app)
 
-    def silent(
-        self, scopes: Sequence[str], cache_state: str | None, account_id: str
-    ) -> tuple[dict[str, Any] | None, str | None, str | None]:
+    def silent(self, scopes: Sequence[str], cache_state: str | None, account_id: str) -> SilentResult:
         """Get an access token from the user's token cache, refreshing it if needed.
 
         A token MSAL returned is served again, without asking MSAL, while the
@@ -296,7 +328,7 @@ class IdentityClient:
         cache content can only belong to the same user.
 
         :param cache_state: the user's serialized MSAL token cache, or ``None``.
-        :return: ``(token, error, new_cache_state)``; ``new_cache_state`` is
+        :return: the token, or why there is none, and the cache state to store; that is
             ``None`` when the cache did not change and need not be stored again.
         """
         now = time.time()
@@ -306,7 +338,7 @@ class IdentityClient:
             remembered = self._memo.get(digest, {}).get(memo_key)
             if remembered is not None and remembered[2] > now:
                 token, expires_at, _until = remembered
-                return {**token, "expires_in": int(expires_at - now)}, None, None
+                return SilentResult({**token, "expires_in": int(expires_at - now)}, None, None)
         app, own_cache = self._thread_app()
         # The thread's cache holds this user's tokens only for the length of this call:
         # it is filled from theirs first (replacing whatever it held, also when they
@@ -316,7 +348,7 @@ class IdentityClient:
         try:
             accounts = [a for a in app.get_accounts() if a.get("home_account_id") == account_id]
             if not accounts:
-                return None, "no_account", None
+                return SilentResult(None, "no_account", None)
             with provider_calls("refreshing a token"):
                 result = app.acquire_token_silent_with_error(list(scopes), account=accounts[0])
             if own_cache.has_state_changed:
@@ -324,19 +356,40 @@ class IdentityClient:
         finally:
             own_cache.deserialize(None)
         if result is None:
-            return None, "no_token", new_state
+            return SilentResult(None, "no_token", new_state)
         if "access_token" not in result:
             error = str(result.get("error"))
             if error.startswith(("server_error", "temporarily_unavailable")):
                 logger.warning("Token refresh failed at the provider: %s", one_line(error))
                 raise ProviderError("The sign-in service could not refresh your access.", error=error)
             logger.info("Token for %s needs a new sign-in: %s", " ".join(scopes), one_line(error))
-            return None, error, new_state
+            return SilentResult(None, error, new_state)
         token = {key: result[key] for key in TOKEN_KEYS if key in result}
         digest_now = _digest(new_state) if new_state else digest
         if digest_now is not None:
             self._remember(digest_now, memo_key, token, now)
-        return token, None, new_state
+        return SilentResult(token, None, new_state)
+
+    def token_for(self, session: session_data.Session, scopes: Sequence[str]) -> dict[str, Any] | None:
+        """The access token a view asked for, from the signed-in user's token cache in ``session``.
+
+        Refreshed at the provider when it expired; the cache is written back to
+        the session only when MSAL changed it.
+
+        :return: ``access_token``, ``token_type``, ``expires_in`` and the
+            ``scopes`` granted; ``None`` when the user must sign in again (to
+            consent, or because the refresh token is gone).
+        """
+        account = session_data.account_id(session)
+        if account is None:
+            return None
+        result = self.silent(scopes, session_data.token_cache(session), account)
+        if result.cache_state is not None:
+            session_data.store_token_cache(session, result.cache_state)
+        if result.token is None:
+            return None
+        granted = str(result.token.get("scope") or "").split() or list(scopes)
+        return {**result.token, "scopes": granted}
 
     def _remember(self, digest: bytes, memo_key: str, token: dict[str, Any], now: float) -> None:
         lifetime = int(token.get("expires_in") or 0)
@@ -356,7 +409,7 @@ class IdentityClient:
             with self._memo_lock:
                 self._memo.pop(_digest(cache_state), None)
 
-    def _thread_app(self) -> tuple[msal.ConfidentialClientApplication, msal.SerializableTokenCache]:
+    def _thread_app(self) -> tuple[msal.ConfidentialClientApplication, TokenCache]:
         """This thread's MSAL application for silent token requests, built on first use.
 
         Building an MSAL application costs about half a millisecond even with the
@@ -366,11 +419,9 @@ class IdentityClient:
         refilled for each call (see :meth:`silent`); a thread serves one request
         at a time, so no two users ever share it at once.
         """
-        pair: tuple[msal.ConfidentialClientApplication, msal.SerializableTokenCache] | None = getattr(
-            self._per_thread, "app", None
-        )
+        pair: tuple[msal.ConfidentialClientApplication, TokenCache] | None = getattr(self._per_thread, "app", None)
         if pair is None:
-            own_cache = msal.SerializableTokenCache()
+            own_cache = TokenCache()
             pair = (self.msal_app(own_cache), own_cache)
             self._per_thread.app = pair
         return pair

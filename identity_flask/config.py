@@ -65,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "sign_in_timeout": 600,
     "max_pending_sign_ins": 8,
     "instance_discovery": None,
+    "store_outage_page": True,
     "allowed_tenants": (),
 }
 
@@ -126,6 +127,8 @@ class Settings:
     sign_in_timeout: int
     max_pending_sign_ins: int
     instance_discovery: bool | None
+    #: Whether ``init_app`` registers the app's 500 handler that answers store outages with 503.
+    store_outage_page: bool
     #: Lower-case tenant ids whose users may sign in; empty lets every tenant in.
     allowed_tenants: tuple[str, ...] = ()
 
@@ -428,5 +431,6 @@ def resolve(app: Flask, given: Mapping[str, Any]) -> Settings:
         sign_in_timeout=_as_count("sign_in_timeout", values["sign_in_timeout"]),
         max_pending_sign_ins=_as_count("max_pending_sign_ins", values["max_pending_sign_ins"]),
         instance_discovery=_as_optional_bool("instance_discovery", values["instance_discovery"]),
+        store_outage_page=bool(_as_optional_bool("store_outage_page", values["store_outage_page"])),
         allowed_tenants=_as_tenants(values["allowed_tenants"]),
     )

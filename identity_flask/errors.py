@@ -12,27 +12,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import current_app, render_template, request
+from flask import current_app, render_template
 from werkzeug.exceptions import HTTPException
 from werkzeug.sansio.response import Response as SansIOResponse
 from werkzeug.wrappers import Response
 
+from .negotiation import wants_html
+
 
 class ConfigurationError(RuntimeError):
     """The extension is configured wrongly; the message says how to fix it."""
-
-
-def wants_html() -> bool:
-    """Whether the current request is a page load rather than an API or XHR call."""
-    if request.headers.get("X-Requested-With") == "XMLHttpRequest":
-        return False
-    mode = request.headers.get("Sec-Fetch-Mode")
-    if mode and mode not in ("navigate", "nested-navigate"):
-        return False
-    accept = request.accept_mimetypes
-    if not accept:  # no Accept header: anything will do, as for a plain link
-        return True
-    return accept.best_match(["text/html", "application/json"]) == "text/html"
 
 
 class IdentityError(HTTPException):

@@ -13,12 +13,13 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import InternalServerError
 from werkzeug.local import LocalProxy
 
-from . import authorization, config, redaction, session_data, signals
-from .errors import ConfigurationError, NotSignedIn, RoleRequired, TenantNotAllowed, wants_html
+from . import authorization, config, session_data, signals
+from .app_state import VIEW_SCOPES_ATTR, AppState, current_app_state
+from .errors import ConfigurationError, NotSignedIn, RoleRequired, TenantNotAllowed
+from .negotiation import wants_html
 from .pending import PendingSignIns
 from .redirects import current_path
-from .sessions import setup_sessions, store_outage_page
-from .state import VIEW_SCOPES_ATTR, AppState, current_state
+from .session_store import setup_sessions, store_outage_page
 from .views import make_blueprint, no_store_after_callback
 
 logger = logging.getLogger(__name__)
@@ -157,10 +158,12 @@ class Auth:
                 "Behind a TLS-terminating proxy (App Service), apply werkzeug's ProxyFix.",
                 settings.redirect_uri,
             )
-        redaction.install()
-        if not app.error_handler_spec.get(None, {}).get(500):
+        if settings.store_outage_page:
+            # The store is read before any view runs and written after, so its failures
+            # reach Flask as 500s; this handler makes an outage a 503 page and leaves every
+            # other 500 to Flask. It takes the app's 500 slot: see IDENTITY_STORE_OUTAGE_PAGE.
             app.register_error_handler(InternalServerError, store_outage_page)
-        app.extensions["identity"] = AppState(self, settings)
+        app.extensions["identity"] = AppState(settings)
         blueprint = make_blueprint(settings)
         app.register_blueprint(blueprint)
         csrf = app.extensions.get("csrf")
@@ -244,7 +247,7 @@ class Auth:
         if user is None:
             return None
         try:
-            authorization.check_tenant(user, current_state().settings.allowed_tenants)
+            authorization.check_tenant(user, current_app_state().settings.allowed_tenants)
         except TenantNotAllowed:
             session_data.sign_out(session)  # signed in before allowed_tenants changed
             raise
@@ -252,17 +255,8 @@ class Auth:
             raise RoleRequired("Your account does not have a role this page needs.")
         if not scopes:
             return {"user": user}
-        state = current_state()
-        account_id = session.get(session_data.ACCOUNT_KEY)
-        if not account_id:
-            return None
-        token, _error, changed = state.client.silent(scopes, session.get(session_data.CACHE_KEY), account_id)
-        if changed is not None:
-            session[session_data.CACHE_KEY] = changed
-        if token is None:
-            return None
-        granted = str(token.get("scope") or "").split() or list(scopes)
-        return {"user": user, **token, "scopes": granted}
+        token = current_app_state().client.token_for(session, scopes)
+        return None if token is None else {"user": user, **token}
 
     def unauthorized(self, *, reason: str = "signed_out", scopes: Iterable[str] = ()) -> ResponseReturnValue:
         """Answer a request a protected view refused.
@@ -286,7 +280,7 @@ class Auth:
             if reason == "consent_required":
                 raise NotSignedIn("Consent to more scopes is needed: sign in again.", error="interaction_required")
             raise NotSignedIn("Sign in to use this resource.")
-        return redirect(current_state().login_url(next_url=current_path(), scopes=scopes))
+        return redirect(current_app_state().login_url(next_url=current_path(), scopes=scopes))
 
     def unauthorized_handler(self, handler: UnauthorizedHandler) -> UnauthorizedHandler:
         """Set the function that answers refused requests; usable as a decorator.
@@ -310,14 +304,14 @@ class Auth:
 
         ``None`` when no edit-profile flow is configured.
         """
-        return current_state().edit_profile_url()
+        return current_app_state().edit_profile_url()
 
     def get_reset_password_url(self) -> str | None:
         """A link that takes a B2C user through the reset-password user flow.
 
         ``None`` when no reset-password flow is configured.
         """
-        return current_state().reset_password_url()
+        return current_app_state().reset_password_url()
 
 
 def _is_local(url: str) -> bool:

@@ -1,9 +1,18 @@
-"""Keeping secrets out of log lines written by the libraries under the extension.
+"""Keeping secrets out of log lines.
 
-MSAL logs each token request at DEBUG with its body (the authorization code
-and PKCE verifier among it), and a server's request log prints the callback's
-URL with its code. A filter on those loggers rewrites such values before any
-handler sees them.
+The extension's own lines carry no secret, and provider-supplied text goes
+through :func:`one_line`. MSAL's token cache is given no code or verifier to
+log (see :class:`identity_flask.client.TokenCache`). What is left is the web
+server's request log (werkzeug, gunicorn), which prints the callback's URL
+with its authorization code: that log belongs to the app, which attaches
+:class:`RedactSecrets` to its handlers::
+
+    from identity_flask import RedactSecrets
+
+    for handler in logging.getLogger("gunicorn.access").handlers:
+        handler.addFilter(RedactSecrets())
+
+Nothing here changes a logger by itself.
 """
 
 from __future__ import annotations
@@ -26,9 +35,6 @@ _NAMES = "|".join(SECRET_NAMES)
 _IN_QUERY = re.compile(rf"(?<![\w-])({_NAMES})=([^&\s\"']+)")
 _IN_MAPPING = re.compile(rf"([\"'])({_NAMES})\1(\s*:\s*)([\"'])(?:\\.|(?!\4).)*\4")
 REDACTED = "[redacted]"
-
-#: Loggers whose lines may carry secrets; MSAL's are added by name prefix.
-LOGGERS = ("werkzeug", "gunicorn.access", "gunicorn.error", "urllib3.connectionpool")
 
 
 def redact(text: str) -> str:
@@ -53,7 +59,12 @@ def one_line(value: object, limit: int = MAX_LOGGED) -> str:
 
 
 class RedactSecrets(logging.Filter):
-    """A logging filter that rewrites a record whose message holds a secret."""
+    """A logging filter that rewrites a record whose message holds a secret: the values
+    of :data:`SECRET_NAMES` in query strings and mappings become ``[redacted]``.
+
+    Attach it to handlers (it then sees every record they write, whichever
+    logger sent it), or to a logger for that logger's own records.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -61,15 +72,3 @@ class RedactSecrets(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
-
-
-_FILTER = RedactSecrets()
-
-
-def install() -> None:
-    """Put the filter on MSAL's loggers and the usual server loggers; safe to call again."""
-    names = [n for n in logging.root.manager.loggerDict if n == "msal" or n.startswith("msal.")]
-    for name in (*names, *LOGGERS):
-        logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)

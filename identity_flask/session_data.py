@@ -30,6 +30,23 @@ def get_user(session: Session) -> dict[str, Any] | None:
     return user if isinstance(user, dict) else None
 
 
+def account_id(session: Session) -> str | None:
+    """The signed-in user's MSAL account id, or ``None``."""
+    value = session.get(ACCOUNT_KEY)
+    return value if isinstance(value, str) and value else None
+
+
+def token_cache(session: Session) -> str | None:
+    """The user's serialized MSAL token cache, or ``None``."""
+    value = session.get(CACHE_KEY)
+    return value if isinstance(value, str) and value else None
+
+
+def store_token_cache(session: Session, cache_state: str) -> None:
+    """Keep the user's token cache after MSAL changed it (a refresh, a new scope)."""
+    session[CACHE_KEY] = cache_state
+
+
 def merge_caches(older: str | None, newer: str) -> str:
     """Combine two serialized token caches of one user; ``newer`` wins on each entry."""
     if not older:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from flask import Flask
     from flask.testing import FlaskClient
 
-    from .state import AppState
+    from .app_state import AppState
 
 __all__ = [
     "DEFAULT_CLAIMS",
@@ -69,7 +69,7 @@ _DISCOVERY = "/.well-known/openid-configuration"
 
 
 def _state(app: Flask) -> AppState:
-    from .state import AppState
+    from .app_state import AppState
 
     state = app.extensions.get("identity")
     if not isinstance(state, AppState):
@@ -189,16 +189,15 @@ def sign_in(
         refresh it the view asks the user to sign in again.
     :return: the claims stored.
     """
-    import msal
 
     from . import session_data
-    from .client import first_account_id
+    from .client import TokenCache, first_account_id
 
     app: Flask = client.application
     state = _state(app)
     offline(app)
     user = {"sub": DEFAULT_CLAIMS["sub"], **(DEFAULT_CLAIMS if claims is None else claims)}
-    cache = msal.SerializableTokenCache()
+    cache = TokenCache()
     msal_app = state.client.msal_app(cache)
     authority = msal_app.authority
     response: dict[str, Any] = {"id_token_claims": user, "token_type": "Bearer"}

@@ -11,17 +11,17 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-import msal
 from flask import Blueprint, current_app, redirect, render_template, request, session
 from werkzeug.wrappers import Response
 
 from . import authorization, session_data, signals
+from .app_state import FLOW_KINDS, AppState, current_app_state
+from .client import TokenCache
 from .config import PROMPTS, Settings
 from .errors import AccessDenied, IdentityError, ProviderError, ProviderUnavailable, SignInError
 from .redaction import one_line
 from .redirects import safe_next
-from .sessions import regenerate
-from .state import FLOW_KINDS, AppState, current_state
+from .session_store import regenerate
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def login() -> Response:
     (space-separated, each one a protected view asks for), ``flow``
     (``edit_profile`` or ``reset_password`` for B2C) and ``prompt``.
     """
-    state = current_state()
+    state = current_app_state()
     kind = request.args.get("flow", "sign_in")
     if kind not in FLOW_KINDS or state.authority(kind) is None:
         raise SignInError(f"This app has no {kind.replace('_', ' ')} flow configured.")
@@ -101,7 +101,7 @@ def _provider_error(state: AppState, params: Any, entry: dict[str, Any]) -> Resp
 
 def auth_response() -> Response:
     """The redirect URI: finish the sign-in the provider sent the browser back from."""
-    state = current_state()
+    state = current_app_state()
     settings = state.settings
     params = request.form if request.method == "POST" else request.args
     try:
@@ -141,7 +141,7 @@ def _finish(state: AppState, settings: Settings, params: Any) -> Response:
         raise SignInError("The sign-in response carries no authorization code.")
 
     kind = entry.get("kind", "sign_in")
-    cache = msal.SerializableTokenCache()
+    cache = TokenCache()
     result, account_id = state.client.finish(entry["flow"], params.to_dict(), cache, authority=state.authority(kind))
     claims = result.get("id_token_claims")
     if not isinstance(claims, dict) or not isinstance(claims.get("sub"), str) or not claims["sub"]:
@@ -154,9 +154,9 @@ def _finish(state: AppState, settings: Settings, params: Any) -> Response:
     same_user = previous is not None and _same_user(previous, claims)
     cache_state = cache.serialize()
     if same_user:
-        cache_state = session_data.merge_caches(session.get(session_data.CACHE_KEY), cache_state)
+        cache_state = session_data.merge_caches(session_data.token_cache(session), cache_state)
         if kind != "sign_in":  # B2C's other user flows have accounts of their own
-            account_id = session.get(session_data.ACCOUNT_KEY) or account_id
+            account_id = session_data.account_id(session) or account_id
             claims = {**(previous or {}), **claims}
 
     session_data.sign_in(session, claims, account_id, cache_state)
@@ -194,7 +194,7 @@ def logout() -> Response | str:
     A GET from another site only shows a confirmation button, so no page
     elsewhere can sign the user out behind their back.
     """
-    state = current_state()
+    state = current_app_state()
     if not _same_origin(state.origin()):
         # Cross-site, or no evidence either way (every current browser sends one of the
         # headers): a GET only shows a button that posts back; a POST must prove its origin.
@@ -202,7 +202,7 @@ def logout() -> Response | str:
             raise SignInError("Sign-out requests must come from this site.", error="invalid_request")
         return render_template("identity/logout.html")
     user = session_data.get_user(session)
-    state.client.forget(session.get(session_data.CACHE_KEY))
+    state.client.forget(session_data.token_cache(session))
     session_data.sign_out(session)
     signals.signed_out.send(current_app._get_current_object(), user=user)  # type: ignore[attr-defined]
     return_to = state.post_logout_url()

@@ -19,7 +19,7 @@ import pytest
 import redis
 import requests
 from conftest import APP_PORT, LiveServer, SignIn, entra_settings, session_cookie
-from flask import Flask, jsonify
+from flask import Flask, jsonify, session
 from flask.testing import FlaskClient
 from localidp import SHORT_CLIENT_ID, TENANT_ID, LocalProvider, free_port, path_and_query
 from redis.backoff import NoBackoff
@@ -413,3 +413,38 @@ def test_redis_down_mixes_no_data_and_recovers(idp: LocalProvider, redis_process
     sign_in_to(alice, idp, "alice")
     assert alice.get("/whoami").get_json()["sub"] == "alice"
     assert bob.get("/whoami").get_json()["sub"] == "bob"
+
+
+@pytest.mark.redis
+def test_an_app_with_its_own_500_handler_keeps_it_and_can_still_answer_store_outages(
+    idp: LocalProvider, redis_process: RedisServer
+) -> None:
+    from identity_flask.session_store import store_outage_page
+
+    app = Flask("own_500_app")
+    app.config.update(
+        SECRET_KEY="test-only-secret",
+        SESSION_TYPE="redis",
+        SESSION_REDIS=redis.Redis(port=redis_process.port, socket_timeout=1, retry=Retry(NoBackoff(), 0)),
+        IDENTITY_STORE_OUTAGE_PAGE="false",
+    )
+    Auth(app, **entra_settings(idp))
+
+    @app.errorhandler(500)
+    def server_error(error: Any) -> Any:
+        answer = store_outage_page(error)
+        return answer if answer is not error else ("our own 500 page", 500)
+
+    @app.route("/boom")
+    def boom() -> str:
+        raise RuntimeError("a bug in the app")
+
+    @app.route("/page")
+    def page() -> str:
+        return str(session.get("note", "none"))  # reads the store
+
+    client = app.test_client()
+    assert client.get("/boom").get_data(as_text=True) == "our own 500 page"
+    redis_process.stop()
+    browser = app.test_client(use_cookies=False)  # sends the Cookie header as given
+    assert_clean_error(browser.get("/page", headers={"Cookie": "session=some-session-id"}), 503)

@@ -6,6 +6,7 @@ Build it with :func:`create_app`; ``sample/app.py`` does that for gunicorn,
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+from identity_flask import RedactSecrets
 
 from . import settings, views
 from .auth import auth
@@ -52,6 +55,20 @@ def _configure_sessions(app: Flask) -> None:
     app.config["SESSION_REDIS"] = redis.from_url(url, health_check_interval=60, socket_timeout=5)
 
 
+def _redact_server_logs() -> None:
+    """Keep authorization codes out of the server's request log.
+
+    werkzeug (``flask run``) and gunicorn log each request's URL, the
+    callback's with its code in the query. The app owns those logs, so it is
+    the app that filters them, on their loggers and on their handlers.
+    """
+    for name in ("werkzeug", "gunicorn.access", "gunicorn.error"):
+        server_logger = logging.getLogger(name)
+        for target in (server_logger, *server_logger.handlers):
+            if not any(isinstance(f, RedactSecrets) for f in target.filters):
+                target.addFilter(RedactSecrets())
+
+
 def create_app(config: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None) -> Flask:
     """Build the sample app.
 
@@ -78,6 +95,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, environ: Mapping[str,
         app.config["SESSION_COOKIE_SECURE"] = True
 
     _configure_sessions(app)
+    _redact_server_logs()
     auth.init_app(app)
     app.register_blueprint(views.make_blueprint(app.config["API_SCOPES"]))
     return app

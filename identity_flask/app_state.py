@@ -1,9 +1,10 @@
-"""Per-app state, kept in ``app.extensions["identity"]``."""
+"""Per-app state, kept in ``app.extensions["identity"]``: settings, the MSAL client,
+the pending sign-ins, and what is derived from them (origin, known scopes, URLs)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app, has_request_context, request, url_for
@@ -13,9 +14,6 @@ from .config import Authority, Settings
 from .errors import ConfigurationError
 from .pending import PendingSignIns
 from .redirects import current_path
-
-if TYPE_CHECKING:
-    from .extension import Auth
 
 #: The kinds of sign-in the login view starts: the usual one, and B2C's other user flows.
 FLOW_KINDS = ("sign_in", "edit_profile", "reset_password")
@@ -27,13 +25,10 @@ VIEW_SCOPES_ATTR = "_identity_scopes"
 class AppState:
     """Everything the extension knows about one app.
 
-    :param auth: the :class:`~identity_flask.Auth` object serving this app.
     :param settings: the app's resolved settings.
     """
 
-    def __init__(self, auth: Auth, settings: Settings) -> None:
-        #: The extension object, for hooks registered on it.
-        self.auth = auth
+    def __init__(self, settings: Settings) -> None:
         #: The resolved settings.
         self.settings = settings
         #: Talks to the provider; one per app and process.
@@ -148,7 +143,7 @@ def _here() -> str | None:
     return current_path() if has_request_context() else None
 
 
-def current_state() -> AppState:
+def current_app_state() -> AppState:
     """The extension's state for the current app."""
     state = current_app.extensions.get("identity")
     if not isinstance(state, AppState):
