@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the tests, the demo and the docs need, on a fresh Debian machine
-# with Python 3.10+ and Node 18+. Safe to run again: each step is skipped when done.
+# with Python 3.10+ and Node.js 18.12+. Safe to run again: each step is skipped when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +43,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The local provider (tests/idp) runs oidc-provider 8.x, which supports Node.js 18.12 and later.
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 18 || (a === 18 && b >= 12) ? 0 : 1)' 2>/dev/null; then
+  echo "Node.js 18.12 or later is needed (found: $(node --version 2>/dev/null || echo none)); on Debian 12: apt-get install nodejs npm" >&2
+  exit 1
+fi
 if [ ! -d tests/idp/node_modules/oidc-provider ] || [ tests/idp/package-lock.json -nt tests/idp/node_modules ]; then
   echo "== installing the local provider's npm packages"
   npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error

@@ -4,6 +4,12 @@ No Azure account and no configuration: the provider runs on 127.0.0.1 with a
 throw-away certificate authority, accepts any login and password, and serves
 as the downstream API too (its userinfo endpoint). Ctrl-C stops everything.
 
+The app reaches the provider over https, trusting that CA (MSAL speaks to an
+https authority only). The browser reaches the provider's sign-in and sign-out
+pages over plain http on 127.0.0.1, a second listener of the same provider, so
+it shows no certificate warning: the demo moves the app's redirects to the
+provider onto that listener (:class:`ProviderPagesOverHttp`).
+
 Options: ``--port`` (default 5000, or ``DEMO_PORT``), ``--host``, and
 ``--workdir`` to keep the provider's certificates, configuration and log in a
 folder of your choice (a temporary one, removed at exit, by default).
@@ -19,8 +25,9 @@ import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import Any
 
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -38,6 +45,37 @@ class QuietRequestHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         path = self.path.split("?", 1)[0]
         self.log("info", '"%s %s" %s', self.command, path, code)
+
+
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class ProviderPagesOverHttp:
+    """WSGI middleware: the app's redirects to the provider's https origin go to its
+    plain-http browser listener instead (:meth:`LocalProvider.browser_url`).
+
+    The app itself is unchanged and sees only https provider URLs; the browser never
+    meets the throw-away CA it does not trust.
+    """
+
+    def __init__(self, app: WSGIApp, provider: LocalProvider) -> None:
+        self.app = app
+        self.provider = provider
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        def start(
+            status: str,
+            headers: list[tuple[str, str]],
+            exc_info: tuple[type[BaseException], BaseException, TracebackType] | None = None,
+        ) -> Callable[[bytes], object]:
+            headers = [
+                (name, self.provider.browser_url(value) if name.lower() == "location" else value)
+                for name, value in headers
+            ]
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -81,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir,
         redirect_uris=[f"{origin}/getAToken" for origin in origins],
         post_logout_redirect_uris=[f"{origin}/" for origin in origins],
+        browser_port=0,
     )
     server: Any = None
 
@@ -98,12 +137,19 @@ def main(argv: list[str] | None = None) -> int:
         from webapp import create_app
 
         app = create_app({"SESSION_FILE_DIR": str(workdir / "sessions")}, environ=sample_environ(provider))
-        server = make_server(args.host, args.port, app, threaded=True, request_handler=QuietRequestHandler)
+        server = make_server(
+            args.host,
+            args.port,
+            ProviderPagesOverHttp(app, provider),
+            threaded=True,
+            request_handler=QuietRequestHandler,
+        )
         url = f"http://{args.host}:{args.port}/"
         print(
             f"\n  The sample app is running at {url}\n"
             f"  Sign in with any login and password, e.g. alice (the login becomes your user name).\n"
-            f"  Local identity provider: {provider.origin}\n"
+            f"  Local identity provider: {provider.browser_origin} (sign-in pages), "
+            f"{provider.origin} (metadata and tokens)\n"
             f"  Press Ctrl-C to stop.\n",
             flush=True,
         )

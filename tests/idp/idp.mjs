@@ -1,12 +1,21 @@
-// A local OpenID Connect provider for identity_flask's tests and demo (oidc-provider 9.x).
+// A local OpenID Connect provider for identity_flask's tests and demo (oidc-provider 8.x, Node.js 18.12+).
 //
 //   node idp.mjs config.json
+//
+// It listens on https (the `port`, with `tls`). With `browserPort` it also listens on plain http
+// on that port: the same routes, for the pages a browser visits (authorize, the sign-in page,
+// logout), so a browser gets there without trusting the throw-away CA. Every URL those pages
+// build stays on the origin the browser came in by. Metadata and tokens (the back channel)
+// are for https: MSAL refuses an http authority, and the issuer is the https origin.
 //
 // Each entry of `tenants` is mounted as one Entra-shaped authority M:
 //   M/v2.0/.well-known/openid-configuration   (issuer <origin>M/v2.0)
 //   M/oauth2/v2.0/authorize, M/oauth2/v2.0/token, M/oauth2/v2.0/logout,
 //   M/discovery/v2.0/keys, M/openid/userinfo
 // An Entra tenant is "/<tenant-id>"; a B2C user flow "/<tenant>.onmicrosoft.com/B2C_1_<flow>".
+//
+// The sign-in page is M/interaction/<uid>: any login and password are accepted; "Cancel"
+// returns access_denied, and on a B2C mount "Forgot your password?" returns AADB2C90118.
 //
 // Helpers for tests, outside every mount:
 //   GET  /__health            "ok" once listening
@@ -28,6 +37,7 @@ const defaults = {
   host: '127.0.0.1',
   port: 8443,
   tls: { cert: 'certs/server.pem', key: 'certs/server.key' },
+  browserPort: null,
   tenants: ['/11111111-2222-3333-4444-555555555555'],
   tid: '11111111-2222-3333-4444-555555555555',
   accessTokenTtl: 3600,
@@ -37,6 +47,7 @@ const defaults = {
 };
 const cfg = { ...defaults, ...(process.argv[2] ? JSON.parse(fs.readFileSync(process.argv[2], 'utf8')) : {}) };
 const origin = `${cfg.tls ? 'https' : 'http'}://${cfg.host}:${cfg.port}`;
+const browserOrigin = cfg.browserPort ? `http://${cfg.host}:${cfg.browserPort}` : null;
 
 const privateJwk = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
 const jwks = { keys: [{ ...privateJwk, kid: 'local-key-1', use: 'sig', alg: 'RS256' }] };
@@ -107,6 +118,118 @@ class MemoryAdapter {
 
 const isB2cMount = (mount) => /\/b2c_[^/]*$/i.test(mount);
 
+const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+function page(title, body) {
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)}</title>
+<style>
+  body { margin: 0; min-height: 100vh; display: flex; align-items: center; justify-content: center;
+         background: #f2f2f2; font: 15px/1.5 "Segoe UI", system-ui, sans-serif; color: #1b1b1b; }
+  main { background: #fff; width: 340px; padding: 40px 44px; box-shadow: 0 2px 6px rgba(0, 0, 0, .2); }
+  .brand { font-size: 13px; color: #616161; margin: 0 0 16px; }
+  h1 { font-size: 24px; font-weight: 600; margin: 0 0 8px; }
+  .hint { margin: 0 0 20px; color: #404040; }
+  .error { color: #a4262c; }
+  label { display: block; font-size: 13px; margin-bottom: 4px; }
+  input { width: 100%; box-sizing: border-box; font: inherit; padding: 6px 2px; margin-bottom: 16px;
+          border: 0; border-bottom: 1px solid #666; outline: none; }
+  input:focus { border-bottom-color: #0067b8; }
+  button { font: inherit; color: #fff; background: #0067b8; border: 0; padding: 6px 28px; cursor: pointer; }
+  .actions { display: flex; justify-content: space-between; align-items: center; margin-top: 8px; }
+  a { color: #0067b8; text-decoration: none; font-size: 13px; }
+  a:hover { text-decoration: underline; }
+  .more { margin-top: 20px; }
+</style></head>
+<body><main>
+<p class="brand">Local identity provider (identity_flask demo and tests)</p>
+${body}
+</main></body></html>`;
+}
+
+// The sign-in page of `interaction`; every link and the form are paths, so they stay on the
+// origin (https, or the http browser listener) the browser came in by.
+function signInPage(mount, interaction, error) {
+  const base = `${mount}/interaction/${interaction.uid}`;
+  const hint = interaction.params.login_hint || '';
+  const forgot = isB2cMount(mount)
+    ? `<p class="more"><a href="${base}/forgot" id="forgot-password">Forgot your password?</a></p>` : '';
+  return page('Sign-in', `<h1>Sign in</h1>
+<p class="hint">Any login and password work, e.g. <strong>alice</strong>. The login becomes your user name.</p>
+${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}
+<form method="post" action="${base}" autocomplete="off">
+<label for="login">Login</label>
+<input id="login" type="text" name="login" value="${escapeHtml(hint)}" placeholder="alice" required autofocus>
+<label for="password">Password</label>
+<input id="password" type="password" name="password" placeholder="any password" required>
+<div class="actions"><a href="${base}/abort" id="cancel">Cancel</a><button type="submit">Sign in</button></div>
+</form>${forgot}`);
+}
+
+async function formFields(req) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  return new URLSearchParams(Buffer.concat(chunks).toString());
+}
+
+// M/interaction/<uid>[/abort|/forgot]: answers the request and returns true, or returns false
+// for any other path.
+async function interact(ctx, provider, mount) {
+  const match = ctx.path.match(/^\/interaction\/([^/]+)(?:\/(abort|forgot))?$/);
+  if (!match) return false;
+  const [, uid, action] = match;
+  let interaction;
+  try {
+    interaction = await provider.interactionDetails(ctx.req, ctx.res);
+  } catch {
+    interaction = null;
+  }
+  if (!interaction || interaction.uid !== uid) {
+    ctx.status = 400;
+    ctx.type = 'html';
+    ctx.body = page('Sign-in expired', `<h1>This sign-in has expired</h1>
+<p class="hint">Go back to the app and sign in again.</p>`);
+    return true;
+  }
+  let result;
+  if (action === 'abort') {
+    result = { error: 'access_denied', error_description: 'End-User aborted interaction' };
+  } else if (action === 'forgot' && isB2cMount(mount)) {
+    // B2C answers "Forgot your password?" with access_denied and the code AADB2C90118.
+    result = { error: 'access_denied', error_description: 'AADB2C90118: The user has forgotten their password.' };
+  } else if (action) {
+    return false;
+  } else if (interaction.prompt.name !== 'login') {
+    // Consent, should a request ever need it: granted, as for an admin-consented Entra app.
+    const { details } = interaction.prompt;
+    const grant = (interaction.grantId && await provider.Grant.find(interaction.grantId))
+      || new provider.Grant({ accountId: interaction.session.accountId, clientId: interaction.params.client_id });
+    if (details.missingOIDCScope) grant.addOIDCScope(details.missingOIDCScope.join(' '));
+    if (details.missingOIDCClaims) grant.addOIDCClaims(details.missingOIDCClaims);
+    for (const [resource, scopes] of Object.entries(details.missingResourceScopes || {})) {
+      grant.addResourceScope(resource, scopes.join(' '));
+    }
+    result = { consent: { grantId: await grant.save() } };
+  } else if (ctx.method === 'POST') {
+    const login = (await formFields(ctx.req)).get('login')?.trim();
+    if (!login) {
+      ctx.type = 'html';
+      ctx.body = signInPage(mount, interaction, 'Enter a login, e.g. alice.');
+      return true;
+    }
+    result = { login: { accountId: login } };
+  } else {
+    ctx.type = 'html';
+    ctx.set('cache-control', 'no-store');
+    ctx.body = signInPage(mount, interaction);
+    return true;
+  }
+  await provider.interactionFinished(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
+  ctx.respond = false;
+  return true;
+}
+
 function mountProvider(mount, index) {
   const provider = new Provider(`${origin}${mount}/v2.0`, {
     clients: cfg.clients.map(({ access_token_ttl: _ttl, ...client }) => ({
@@ -120,6 +243,9 @@ function mountProvider(mount, index) {
     cookies: {
       keys: ['local-provider-cookie-key'],
       names: { session: `_session${index}`, interaction: `_interaction${index}`, resume: `_resume${index}` },
+      // Lax, not 8.x's default SameSite=None, which browsers refuse on a cookie that is not Secure:
+      // the http browser listener cannot set Secure cookies. Every page is a top-level visit.
+      long: { httpOnly: true, sameSite: 'lax' },
     },
     scopes: ['openid', 'offline_access', 'profile', 'email', ...cfg.extraScopes],
     claims: {
@@ -153,7 +279,7 @@ function mountProvider(mount, index) {
       Grant: 14 * 24 * 3600,
     },
     features: {
-      devInteractions: { enabled: true }, // the login page at M/interaction/<uid>
+      devInteractions: { enabled: false }, // our own sign-in page, see interact()
       rpInitiatedLogout: {
         enabled: true,
         logoutSource: async (ctx, form) => { // Entra signs out without asking
@@ -165,6 +291,7 @@ function mountProvider(mount, index) {
       revocation: { enabled: true },
       userinfo: { enabled: true },
     },
+    interactions: { url: async (ctx, interaction) => `${mount}/interaction/${interaction.uid}` },
     routes: {
       authorization: '/oauth2/v2.0/authorize',
       token: '/oauth2/v2.0/token',
@@ -196,20 +323,8 @@ function mountProvider(mount, index) {
       }
       ctx.req.body = body.toString();
     }
-    // B2C answers "Forgot your password?" with access_denied and the code AADB2C90118.
-    const forgot = ctx.path.match(/^\/interaction\/([^/]+)\/forgot$/);
-    if (forgot && isB2cMount(mount)) {
-      await provider.interactionFinished(ctx.req, ctx.res, {
-        error: 'access_denied',
-        error_description: 'AADB2C90118: The user has forgotten their password.',
-      }, { mergeWithLastSubmission: false });
-      ctx.respond = false;
-      return;
-    }
+    if (await interact(ctx, provider, mount)) return;
     await next();
-    if (isB2cMount(mount) && /^\/interaction\/[^/]+$/.test(ctx.path) && typeof ctx.body === 'string') {
-      ctx.body = ctx.body.replace('</form>', `</form><a href="${mount}${ctx.path}/forgot" id="forgot-password">Forgot your password?</a>`);
-    }
   });
   provider.on('server_error', (ctx, err) => console.error('server_error', err));
   return { mount, provider, handle: provider.callback() };
@@ -259,6 +374,10 @@ async function helper(req, res, url) {
 
 async function route(req, res) {
   const url = new URL(req.url, origin);
+  if (!req.socket.encrypted) {
+    // Say this hop is plain http: oidc-provider then does not warn about a missing TLS proxy.
+    req.headers['x-forwarded-proto'] = 'http';
+  }
   if (url.pathname.startsWith('/__')) return helper(req, res, url);
   requestLog.push({ t: Date.now(), method: req.method, path: url.pathname, ua: req.headers['user-agent'] || '' });
   if (requestLog.length > 10000) requestLog.shift();
@@ -297,10 +416,22 @@ async function route(req, res) {
 const server = cfg.tls
   ? https.createServer({ cert: fs.readFileSync(cfg.tls.cert), key: fs.readFileSync(cfg.tls.key) }, route)
   : http.createServer(route);
+const servers = [server];
 server.listen(cfg.port, cfg.host, () => {
   console.log(`idp listening on ${origin}`);
   for (const m of mounts) console.log(`  ${origin}${m.mount}/v2.0/.well-known/openid-configuration`);
 });
+if (browserOrigin) {
+  const browserServer = http.createServer(route);
+  servers.push(browserServer);
+  browserServer.listen(cfg.browserPort, cfg.host, () => console.log(`idp pages for browsers on ${browserOrigin}`));
+}
 for (const signal of ['SIGTERM', 'SIGINT']) {
-  process.on(signal, () => { server.close(() => process.exit(0)); server.closeAllConnections(); });
+  process.on(signal, () => {
+    let open = servers.length;
+    for (const s of servers) {
+      s.close(() => { open -= 1; if (!open) process.exit(0); });
+      s.closeAllConnections();
+    }
+  });
 }

@@ -6,6 +6,10 @@ Used by the test suite's fixtures, the benchmarks and the demo command::
     provider.start()          # TLS on 127.0.0.1, a fresh CA in workdir
     ...
     provider.stop()
+
+With ``browser_port`` it also serves the pages a browser visits over plain http
+(:attr:`LocalProvider.browser_origin`), so a real browser reaches them without
+trusting the throw-away CA; metadata and tokens stay on https.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urljoin, urlsplit
+from urllib.parse import parse_qsl, quote, urljoin, urlsplit
 
 import requests
 
@@ -88,6 +92,12 @@ def stop_process(process: subprocess.Popen[bytes] | None, timeout: float = 10.0)
         process.wait()
 
 
+def origin_of(url: str) -> str:
+    """``scheme://host:port`` of ``url``."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def system_ca_bundle() -> str:
     """The CA bundle requests would use without our test CA."""
     for candidate in (os.environ.get("REQUESTS_CA_BUNDLE"), "/etc/ssl/certs/ca-certificates.crt"):
@@ -106,6 +116,8 @@ class LocalProvider:
     :param post_logout_redirect_uris: where sign-out may return to.
     :param port: a fixed port, or 0 for a free one.
     :param users: per-login claim overrides, e.g. ``{"alice": {"roles": ["Admin"]}}``.
+    :param browser_port: also serve every route over plain http on this port (0
+        for a free one), for the pages a browser visits; ``None``: https only.
     """
 
     def __init__(
@@ -116,10 +128,15 @@ class LocalProvider:
         post_logout_redirect_uris: Iterable[str],
         port: int = 0,
         users: dict[str, dict[str, Any]] | None = None,
+        browser_port: int | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.port = port or free_port()
+        #: The https origin: the authorities, metadata and tokens.
         self.origin = f"https://127.0.0.1:{self.port}"
+        self.browser_port = None if browser_port is None else browser_port or free_port()
+        #: Where a browser is sent: the plain-http origin with ``browser_port``, else :attr:`origin`.
+        self.browser_origin = self.origin if self.browser_port is None else f"http://127.0.0.1:{self.browser_port}"
         self.redirect_uris = list(redirect_uris)
         self.post_logout_redirect_uris = list(post_logout_redirect_uris)
         self.users = users or {}
@@ -144,6 +161,12 @@ class LocalProvider:
     @property
     def userinfo_endpoint(self) -> str:
         return f"{self.origin}/{TENANT_ID}/openid/userinfo"
+
+    def browser_url(self, url: str) -> str:
+        """``url`` moved from :attr:`origin` to :attr:`browser_origin`; any other URL as it is."""
+        if url.startswith(self.origin + "/"):
+            return self.browser_origin + url[len(self.origin) :]
+        return url
 
     def _write_certs(self) -> None:
         import trustme
@@ -190,6 +213,7 @@ class LocalProvider:
                 {"client_id": SHORT_CLIENT_ID, **client, "access_token_ttl": 5},
             ],
             "users": self.users,
+            **({"browserPort": self.browser_port} if self.browser_port is not None else {}),
         }
 
     def start(self, timeout: float = 20.0) -> None:
@@ -198,7 +222,7 @@ class LocalProvider:
             raise RuntimeError(f"The local provider's packages are missing: run `npm ci --prefix {HERE}`.")
         node = shutil.which("node")
         if node is None:
-            raise RuntimeError("Node.js 18+ is needed to run the local identity provider.")
+            raise RuntimeError("Node.js 18.12+ is needed to run the local identity provider.")
         self._write_certs()
         config_path = self.workdir / "idp-config.json"
         config_path.write_text(json.dumps(self.config(), indent=2))
@@ -207,10 +231,11 @@ class LocalProvider:
             [node, str(HERE / "idp.mjs"), str(config_path)], cwd=HERE, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
+        origins = {self.origin, self.browser_origin}
         try:
             wait_until_ready(
                 self.process,
-                lambda: requests.get(f"{self.origin}/__health", verify=str(self.ca_path), timeout=1).ok,
+                lambda: all(requests.get(f"{o}/__health", verify=str(self.ca_path), timeout=1).ok for o in origins),
                 "The local provider",
                 timeout=timeout,
                 detail=(self.workdir / "idp.log").read_text,
@@ -293,11 +318,13 @@ class LocalProvider:
         """
         http = browser or self.browser()
         http.verify = str(self.ca_path)  # also for a session the caller made
+        # The provider's pages: on its https origin, or on the http one auth_uri names.
+        provider_origins = {self.origin, self.browser_origin, origin_of(auth_uri)}
         response = http.get(auth_uri, allow_redirects=False, timeout=10)
         for _ in range(12):
             if response.is_redirect:
                 url = urljoin(response.url, response.headers["Location"])
-                if not url.startswith(self.origin):
+                if origin_of(url) not in provider_origins:
                     return url
                 response = http.get(url, allow_redirects=False, timeout=10)
                 continue
@@ -305,9 +332,9 @@ class LocalProvider:
             if form is None:
                 raise RuntimeError(f"Unexpected provider page: {response.status_code} {response.text[:300]}")
             target = urljoin(response.url, html.unescape(form.group(1)))
-            if not target.startswith(self.origin):  # form_post: the page posts to the app
+            if origin_of(target) not in provider_origins:  # form_post: the page posts to the app
                 fields = re.findall(r'name="([^"]+)" value="([^"]*)"', response.text)
-                query = "&".join(f"{k}={requests.utils.quote(html.unescape(v), safe='')}" for k, v in fields)
+                query = "&".join(f"{k}={quote(html.unescape(v), safe='')}" for k, v in fields)
                 return f"{target}?{query}"
             if action == "cancel":
                 abort = re.search(r'href="([^"]*abort[^"]*)"', response.text)
@@ -343,13 +370,15 @@ class LocalProvider:
         :param browser: the browser's session with this provider, for single sign-on.
         :return: the URL the provider sends the browser back to (the app's callback).
         """
+        app_origin = origin_of(url)
         response = app_browser.get(url, allow_redirects=False, timeout=timeout)
-        while response.is_redirect and not response.headers["Location"].startswith(self.origin):
+        # The first redirect away from the app leads to this provider's https or http pages.
+        while response.is_redirect and origin_of(urljoin(response.url, response.headers["Location"])) == app_origin:
             next_url = urljoin(response.url, response.headers["Location"])
             response = app_browser.get(next_url, allow_redirects=False, timeout=timeout)
         if not response.is_redirect:
             raise RuntimeError(f"{url} did not lead to the provider: {response.status_code} {response.text[:300]}")
-        return self.sign_in(response.headers["Location"], login=login, browser=browser)
+        return self.sign_in(urljoin(response.url, response.headers["Location"]), login=login, browser=browser)
 
 
 def query_of(url: str) -> dict[str, str]:
