@@ -1,8 +1,9 @@
 # make demo   run the sample app against the local identity provider
 # make test   install everything, then lint, type-check, build the docs (-W) and run the whole test suite
+# make test-fast   the inner loop: the tests that need neither chromium nor redis-server
 PY := .venv/bin/python
 
-.PHONY: install demo test lint docs bench load clean
+.PHONY: install demo test test-fast lint docs bench load clean
 
 install:
 	bash scripts/bootstrap.sh
@@ -17,6 +18,9 @@ lint: install
 
 test: lint docs
 	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not browser and not redis"
 
 docs: install
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html

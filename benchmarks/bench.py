@@ -35,14 +35,14 @@ from flask import Flask, session
 from werkzeug.test import EnvironBuilder
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from servers import ROOT, LocalProvider, RedisServer, start_provider  # noqa: E402
-
+ROOT = HERE.parent
+# The server starters and the local provider are the test suite's (tests/servers.py, tests/idp).
+sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "idp"))
 
-from localidp import CLIENT_ID, CLIENT_SECRET, path_and_query  # noqa: E402
+from localidp import CLIENT_ID, CLIENT_SECRET  # noqa: E402
+from servers import LocalProvider, RedisServer, start_provider  # noqa: E402
 
 from identity_flask import Auth  # noqa: E402
 from identity_flask import session_data as ours_keys  # noqa: E402
@@ -172,14 +172,9 @@ def _browser(provider: LocalProvider) -> requests.Session:
 
 
 def sign_in_ours(app: Flask, provider: LocalProvider, login: str) -> str:
-    """Sign ``login`` in the way a browser would; return the session id."""
+    """Sign ``login`` in the way a browser would (the test suite's walk); return the session id."""
     client = app.test_client()
-    response = client.get("/api")
-    while response.status_code == 302 and not response.location.startswith(provider.origin):
-        response = client.get(path_and_query(response.location))
-    assert response.status_code == 302, response.status_code
-    callback = provider.sign_in(response.location, login=login, browser=_browser(provider))
-    back = client.get(path_and_query(callback))
+    back = provider.sign_in_to_app(client, "/api", login=login, browser=_browser(provider))
     assert back.status_code == 302 and back.location == "/api", (back.status_code, back.location)
     cookie = client.get_cookie("session")
     assert cookie is not None
@@ -192,7 +187,7 @@ def sign_in_reference(app: Flask, provider: LocalProvider, login: str) -> str:
     found = re.search(r"URL=([^'\"]+)", page.get_data(as_text=True))
     assert page.status_code == 200 and found, page.status_code
     callback = provider.sign_in(html.unescape(found.group(1)), login=login, browser=_browser(provider))
-    back = client.get(path_and_query(callback))
+    back = provider.back_to_app(client, callback)
     assert back.status_code == 302 and urlsplit(back.location).path == "/api", (back.status_code, back.location)
     cookie = client.get_cookie("session")
     assert cookie is not None

@@ -4,7 +4,7 @@
     python benchmarks/load.py --users 50 --seconds 5
 
 Starts the local provider, a Redis and two gunicorn instances of
-``benchmarks/loadapp.py`` on loopback ports, signs every user in through the
+``tests/redisapp.py`` on loopback ports, signs every user in through the
 provider (headless), then has all users request pages at once for a bounded
 time: each user alternates a protected page (``/me``) and a page that needs an
 access token (``/token``), and alternates instances with the same session
@@ -31,13 +31,12 @@ from pathlib import Path
 import requests
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from servers import Gunicorn, LocalProvider, RedisServer, free_port, start_provider  # noqa: E402
-
+# The server starters, the app and the local provider are the test suite's (tests/, tests/idp).
+sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent / "tests" / "idp"))
 
 from localidp import CLIENT_ID, CLIENT_SECRET  # noqa: E402
+from servers import Gunicorn, LocalProvider, RedisServer, free_port, start_provider  # noqa: E402
 
 #: Stop each user after this many requests, whatever the time left.
 MAX_REQUESTS_PER_USER = 100_000
@@ -54,8 +53,7 @@ class User:
 
 def sign_in(provider: LocalProvider, base: str, user: User) -> None:
     browser = requests.Session()
-    callback = provider.sign_in_from(browser, f"{base}/token", login=user.login)
-    back = browser.get(callback, allow_redirects=False, timeout=30)
+    back = provider.sign_in_to_app(browser, f"{base}/token", login=user.login)
     if back.status_code != 302:
         raise RuntimeError(f"sign-in of {user.login} failed: {back.status_code} {back.text[:200]}")
     user.sid = str(browser.cookies.get("session"))

@@ -1,4 +1,5 @@
-"""Fixtures: the local OpenID Connect provider, apps configured against it, sign-in helpers."""
+"""Fixtures: the local OpenID Connect provider, apps configured against it, sign-in helpers,
+Redis and chromium (for the tests marked ``redis`` and ``browser``)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
-# The local provider, and the benchmarks' server starters (Redis, gunicorn) the tests share.
+# The local provider (tests/idp), the server starters and the test app (tests/).
 sys.path.insert(0, str(Path(__file__).parent / "idp"))
-sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from localidp import (  # noqa: E402
@@ -26,8 +28,8 @@ from localidp import (  # noqa: E402
     CLIENT_SECRET,
     LocalProvider,
     free_port,
-    path_and_query,
 )
+from servers import RedisServer  # noqa: E402
 from testapp import create_app  # noqa: E402
 
 APP_PORT = free_port()
@@ -110,26 +112,28 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 
 
 class SignIn:
-    """Sign a test client in through the provider, the way a browser would."""
+    """Sign a test client in through the provider, the way a browser would.
+
+    The same walk as for a browser on a live app (:meth:`LocalProvider.sign_in_to_app`),
+    here with Flask's test client as the browser.
+    """
 
     def __init__(self, provider: LocalProvider) -> None:
         self.provider = provider
 
     def start(self, client: FlaskClient, path: str = "/profile", **headers: str) -> str:
         """Follow the app's redirects from ``path`` to the provider; return the provider URL."""
-        response = client.get(path, headers=headers)
-        while response.status_code == 302 and not response.location.startswith(self.provider.origin):
-            response = client.get(path_and_query(response.location))
-        assert response.status_code == 302, response.get_data(as_text=True)
-        return response.location
+        return self.provider.auth_uri_from(client, path, headers=headers)
 
-    def finish(self, client: FlaskClient, callback_url: str) -> Any:
-        return client.get(path_and_query(callback_url))
+    def finish(self, client: FlaskClient, callback_url: str) -> TestResponse:
+        """Come back to the app with the provider's answer; the app's answer to its callback."""
+        response: TestResponse = self.provider.back_to_app(client, callback_url)
+        return response
 
-    def __call__(self, client: FlaskClient, path: str = "/profile", login: str = "alice", **kw: Any) -> Any:
-        auth_uri = self.start(client, path)
-        callback = self.provider.sign_in(auth_uri, login=login, **kw)
-        return self.finish(client, callback)
+    def __call__(self, client: FlaskClient, path: str = "/profile", login: str = "alice", **kw: Any) -> TestResponse:
+        """All of it: ``path``, the provider's pages as ``login``, the callback (see :meth:`LocalProvider.sign_in`)."""
+        response: TestResponse = self.provider.sign_in_to_app(client, path, login=login, **kw)
+        return response
 
 
 @pytest.fixture
@@ -140,6 +144,24 @@ def sign_in(idp: LocalProvider) -> SignIn:
 def session_cookie(client: FlaskClient) -> str | None:
     cookie = client.get_cookie("session")
     return cookie.value if cookie else None
+
+
+def stored_session(app: Flask, sid: str) -> dict[str, Any] | None:
+    """Session ``sid`` as the app's store holds it, read with the store's own client:
+    Redis decoded with msgpack, or cachelib's store (which decodes it itself)."""
+    key = app.session_interface.key_prefix + sid  # type: ignore[attr-defined]
+    if app.config.get("SESSION_TYPE") == "redis":
+        raw = app.config["SESSION_REDIS"].get(key)
+        return None if raw is None else dict(msgspec.msgpack.decode(raw))
+    data = app.config["SESSION_CACHELIB"].get(key)
+    return None if data is None else dict(data)
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A throwaway ``redis-server`` for a module's tests, which are marked ``redis``."""
+    with RedisServer() as server:
+        yield server
 
 
 class LiveServer:
@@ -216,3 +238,20 @@ def sign_in_on_provider_page(page: Any, provider: LocalProvider, back_to: str, l
     page.fill("input[name=password]", "any password")
     page.click("button[type=submit]")
     page.wait_for_url(back_to)
+
+
+#: Fixtures that start what a marker names: a test using one must carry that marker,
+#: so that ``-m "not browser and not redis"`` (``make test-fast``) leaves it out.
+MARKED_FIXTURES = {"browser": "browser", "redis_server": "redis", "redis_process": "redis"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run a test that starts chromium or Redis without saying so in its markers."""
+    unmarked = [
+        f"{item.nodeid} uses {fixture} but is not marked {marker}"
+        for item in items
+        for fixture, marker in MARKED_FIXTURES.items()
+        if fixture in getattr(item, "fixturenames", ()) and item.get_closest_marker(marker) is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("\n".join(unmarked))

@@ -21,7 +21,10 @@ JSON = {"Accept": "application/json"}
 
 @pytest.fixture
 def fresh_role_warnings() -> Iterator[None]:
-    """Each malformed kind of ``roles`` claim is logged once per process; start counting afresh."""
+    """Each malformed kind of ``roles`` claim is logged once per process; start counting afresh.
+
+    Nothing public resets that process-wide memory, so this clears the private cache behind it.
+    """
     authorization._ignore_roles.cache_clear()
     yield
     authorization._ignore_roles.cache_clear()

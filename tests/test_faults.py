@@ -18,10 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import redis
 import requests
-from conftest import APP_PORT, LiveServer, SignIn, entra_settings, session_cookie
+from conftest import APP_PORT, LiveServer, SignIn, entra_settings, session_cookie, stored_session
 from flask import Flask, jsonify, session
 from flask.testing import FlaskClient
-from localidp import SHORT_CLIENT_ID, TENANT_ID, LocalProvider, free_port, path_and_query
+from localidp import SHORT_CLIENT_ID, TENANT_ID, LocalProvider, free_port
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from servers import RedisServer
@@ -36,6 +36,7 @@ DISCOVERY_PATH = "/.well-known/openid-configuration"
 
 @pytest.fixture
 def redis_process() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, which it stops and starts again."""
     with RedisServer() as server:
         yield server
 
@@ -107,7 +108,7 @@ def test_slow_token_endpoint_is_cut_off_by_the_timeout(
     callback = idp.sign_in(sign_in.start(client, "/whoami"))
     idp.fault(TOKEN_PATH, delay=3000, times=5)
     start = time.monotonic()
-    response = client.get(path_and_query(callback))
+    response = sign_in.finish(client, callback)
     elapsed = time.monotonic() - start
     assert_clean_error(response, 503)
     assert elapsed < 2.9, f"the callback waited {elapsed:.1f}s for a token endpoint that stalls 3s"
@@ -127,7 +128,7 @@ def test_slow_provider_does_not_hang_other_requests(make_app: Callable[..., Flas
 
         worker = threading.Thread(target=slow)
         worker.start()
-        time.sleep(0.2)
+        time.sleep(0.2)  # a real race: the sign-in is waiting on the stalled provider by now
         start = time.monotonic()
         home = requests.get(f"{server.url}/", timeout=10)
         assert home.status_code == 200 and time.monotonic() - start < 0.5
@@ -140,7 +141,7 @@ def test_token_endpoint_500_answers_502(make_app: Callable[..., Flask], idp: Loc
     client = app.test_client()
     callback = idp.sign_in(sign_in.start(client, "/whoami"))
     idp.fault(TOKEN_PATH, status=500)
-    body = assert_clean_error(client.get(path_and_query(callback)), 502)
+    body = assert_clean_error(sign_in.finish(client, callback), 502)
     assert "server_error" in body
     assert client.get("/").status_code == 200
     # MSAL holds back this client's code redemptions for a few seconds after a 5xx (its
@@ -195,7 +196,7 @@ def test_an_html_answer_to_the_code_redemption_is_a_502_page(
     client = app.test_client()
     callback = idp.sign_in(sign_in.start(client, "/whoami"))
     idp.fault(TOKEN_PATH, status=200, body=HTML_PAGE)
-    body = assert_clean_error(client.get(path_and_query(callback)), 502)
+    body = assert_clean_error(sign_in.finish(client, callback), 502)
     assert "server_error" in body
     assert client.get("/whoami", headers=JSON).status_code == 401
     assert sign_in(client, "/whoami").status_code == 302
@@ -218,7 +219,7 @@ def test_a_code_redemption_without_a_usable_id_token_signs_nobody_in(
     client = app.test_client()
     callback = idp.sign_in(sign_in.start(client, "/whoami"))
     idp.fault(TOKEN_PATH, status=200, body=answer, content_type="application/json")
-    assert_clean_error(client.get(path_and_query(callback)), 502)
+    assert_clean_error(sign_in.finish(client, callback), 502)
     assert client.get("/whoami", headers=JSON).status_code == 401
     assert client.get("/profile").status_code == 302  # still signed out: no empty identity
     assert sign_in(client, "/whoami").status_code == 302
@@ -234,7 +235,7 @@ def test_a_token_endpoint_error_is_logged_on_one_line(
     forged = json.dumps({"error": "invalid_grant\nCRITICAL forged line " + "A" * 5000})
     idp.fault(TOKEN_PATH, status=400, body=forged, content_type="application/json")
     with caplog.at_level(logging.INFO, logger="identity_flask"):
-        assert_clean_error(client.get(path_and_query(callback)), 502)  # an error code no one knows
+        assert_clean_error(sign_in.finish(client, callback), 502)  # an error code no one knows
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("identity_flask")]
     assert lines and all("\n" not in line and len(line) < 600 for line in lines)
 
@@ -245,7 +246,7 @@ def test_an_html_answer_to_a_refresh_is_a_502_and_the_session_survives(
 ) -> None:
     app = make_app(client_id=SHORT_CLIENT_ID)  # 5-second access tokens: every use refreshes
     client = app.test_client()
-    sign_in(client, "/token")
+    assert sign_in(client, "/token").status_code == 302
     assert client.get("/token").status_code == 200
     idp.fault(TOKEN_PATH, status=200, body=HTML_PAGE)
     response = client.get("/token", headers=JSON if accept == "json" else {})
@@ -266,14 +267,14 @@ def test_a_bad_discovery_answer_at_sign_out_still_signs_out_here(
 ) -> None:
     app = make_app(authority=None, oidc_authority=idp.oidc_authority)  # sign-out reads the discovery document
     client = app.test_client()
-    sign_in(client, "/profile")
+    assert sign_in(client, "/profile").status_code == 302
     idp.fault(DISCOVERY_PATH, status=200, body=body, content_type=content_type)
     response = client.get("/logout", headers=SAME_ORIGIN)
     assert response.status_code == 302, response.get_data(as_text=True)[:400]
     assert not response.location.startswith(idp.origin) and urlsplit(response.location).path == "/"
     assert client.get("/whoami", headers=JSON).status_code == 401
     # Nothing of the bad answer was kept: the next sign-out finds the provider's endpoint.
-    sign_in(client, "/profile")
+    assert sign_in(client, "/profile").status_code == 302
     location = client.get("/logout", headers=SAME_ORIGIN).location
     assert location.startswith(idp.entra_authority + "/oauth2/v2.0/logout?")
 
@@ -313,7 +314,7 @@ def test_revoked_refresh_token_sends_the_user_to_sign_in_again(
 ) -> None:
     app = make_app(client_id=SHORT_CLIENT_ID)  # 5-second access tokens: every use refreshes
     client = app.test_client()
-    sign_in(client, "/token")
+    assert sign_in(client, "/token").status_code == 302
     assert client.get("/token").status_code == 200
     assert idp.revoke_refresh_tokens() >= 1
     if accept == "json":
@@ -326,7 +327,7 @@ def test_revoked_refresh_token_sends_the_user_to_sign_in_again(
     login = urlsplit(response.location)
     assert login.path == "/login" and parse_qs(login.query)["next"] == ["/token"]
     assert client.get("/whoami").get_json()["sub"] == "alice"  # still known; only the token is gone
-    auth_uri = client.get(path_and_query(response.location)).location
+    auth_uri = sign_in.start(client, response.location)
     back = sign_in.finish(client, idp.sign_in(auth_uri))
     assert back.location == "/token"
     assert client.get("/token").get_json()["sub"] == "alice"
@@ -337,7 +338,7 @@ def test_concurrent_refreshes_of_one_user_both_succeed(
 ) -> None:
     app = make_app(client_id=SHORT_CLIENT_ID)
     client = app.test_client()
-    sign_in(client, "/token")
+    assert sign_in(client, "/token").status_code == 302
     cookie = session_cookie(client)
     idp.log(clear=True)
     parallel = 4
@@ -364,43 +365,36 @@ def test_concurrent_refreshes_of_one_user_both_succeed(
 
         # The cache written back last is whole and still works.
         stored = stored_session(app, cookie or "")
+        assert stored is not None
         cache = json.loads(stored[CACHE_KEY])
         assert len(cache["RefreshToken"]) == 1 and len(cache["Account"]) == 1
         again = requests.get(f"{server.url}/token", cookies={"session": cookie or ""}, timeout=10)
         assert again.status_code == 200 and again.json()["sub"] == "alice"
 
 
-def stored_session(app: Flask, sid: str) -> dict[str, Any]:
-    interface: Any = app.session_interface
-    data: dict[str, Any] = interface._retrieve_session_data(interface.key_prefix + sid)
-    return data
-
-
 # --- the session store --------------------------------------------------------------------------
 
 
-def sign_in_to(client: FlaskClient, idp: LocalProvider, login: str) -> None:
-    response = client.get("/login?next=/whoami")
-    callback = idp.sign_in(response.location, login=login)
-    assert client.get(path_and_query(callback)).status_code == 302
+def sign_in_to(client: FlaskClient, sign_in: SignIn, login: str) -> None:
+    assert sign_in(client, "/login?next=/whoami", login=login).location == "/whoami"
 
 
 @pytest.mark.redis
-def test_redis_down_answers_503(idp: LocalProvider, redis_process: RedisServer) -> None:
+def test_redis_down_answers_503(idp: LocalProvider, sign_in: SignIn, redis_process: RedisServer) -> None:
     app = redis_app(idp, redis_process.port)
     client = app.test_client()
-    sign_in_to(client, idp, "alice")
+    sign_in_to(client, sign_in, "alice")
     redis_process.stop()
     assert_clean_error(client.get("/whoami"), 503)
     assert_clean_error(client.get("/whoami", headers=JSON), 503)
 
 
 @pytest.mark.redis
-def test_redis_down_mixes_no_data_and_recovers(idp: LocalProvider, redis_process: RedisServer) -> None:
+def test_redis_down_mixes_no_data_and_recovers(idp: LocalProvider, sign_in: SignIn, redis_process: RedisServer) -> None:
     app = redis_app(idp, redis_process.port)
     alice, bob = app.test_client(), app.test_client()
-    sign_in_to(alice, idp, "alice")
-    sign_in_to(bob, idp, "bob")
+    sign_in_to(alice, sign_in, "alice")
+    sign_in_to(bob, sign_in, "bob")
     redis_process.stop()
     for client in (alice, bob):
         response = client.get("/whoami", headers=JSON)
@@ -409,8 +403,8 @@ def test_redis_down_mixes_no_data_and_recovers(idp: LocalProvider, redis_process
     redis_process.start()  # on the same port, without persistence: every session is gone
     for client in (alice, bob):
         assert client.get("/whoami", headers=JSON).status_code == 401
-    sign_in_to(bob, idp, "bob")
-    sign_in_to(alice, idp, "alice")
+    sign_in_to(bob, sign_in, "bob")
+    sign_in_to(alice, sign_in, "alice")
     assert alice.get("/whoami").get_json()["sub"] == "alice"
     assert bob.get("/whoami").get_json()["sub"] == "bob"
 

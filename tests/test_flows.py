@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
@@ -19,7 +19,8 @@ from localidp import SHORT_CLIENT_ID, LocalProvider, free_port, path_and_query, 
 from identity_flask import pending, session_data
 
 
-def stored_session(app: Flask, client: FlaskClient) -> dict[str, Any]:
+def session_of(client: FlaskClient) -> dict[str, Any]:
+    """The session of ``client``'s browser, as the app reads it."""
     with client.session_transaction() as session:
         return dict(session)
 
@@ -66,7 +67,7 @@ def test_pending_sign_ins_are_capped_and_expire(
     assert expired.status_code == 400
     assert "expired" in expired.get_data(as_text=True)
     assert pending_count(client) == 0
-    assert stored_session(app, client).keys() <= {"_permanent"}, "a pending sign-in wrote a server-side session"
+    assert session_of(client).keys() <= {"_permanent"}, "a pending sign-in wrote a server-side session"
 
 
 def test_forged_and_replayed_state_are_refused_and_the_session_survives(
@@ -149,7 +150,7 @@ def test_b2c_edit_profile_goes_through_its_user_flow_and_keeps_the_session(
     with app.test_request_context("/profile"):
         edit_url = app.extensions["test_auth"].get_edit_profile_url()
     assert edit_url == "/login?next=/profile&flow=edit_profile"
-    auth_uri = client.get(edit_url).location
+    auth_uri = sign_in.start(client, edit_url)
     assert "/B2C_1_editprofile/" in auth_uri
     back = sign_in.finish(client, idp.sign_in(auth_uri, login="bea"))
     assert back.location == "/profile"
@@ -220,14 +221,14 @@ def test_signed_in_views_make_no_provider_requests_and_discovery_happens_once(
     app: Flask, sign_in: SignIn, idp: LocalProvider
 ) -> None:
     first, second = app.test_client(), app.test_client()
-    sign_in(first, "/token", login="one")
-    sign_in(second, "/token", login="two")
+    assert sign_in(first, "/token", login="one").status_code == 302
+    assert sign_in(second, "/token", login="two").status_code == 302
     discovery = [e for e in idp.log() if e["path"].endswith("/.well-known/openid-configuration")]
     assert len(discovery) == 1
     idp.log(clear=True)
-    for client in (first, second):
-        client.get("/profile")
-        client.get("/token")
+    for client, login in ((first, "one"), (second, "two")):
+        assert client.get("/profile").status_code == 200
+        assert client.get("/token").get_json()["sub"] == login
     assert idp.log() == []
 
 
@@ -236,17 +237,17 @@ def test_token_cache_is_written_back_only_when_it_changed(
 ) -> None:
     steady = make_app().test_client()
     sign_in(steady, "/token")
-    before = stored_session(steady.application, steady)[session_data.CACHE_KEY]
+    before = session_of(steady)[session_data.CACHE_KEY]
     response = steady.get("/token")
     assert response.status_code == 200
     assert "Set-Cookie" not in response.headers  # the session was not stored again
-    assert stored_session(steady.application, steady)[session_data.CACHE_KEY] == before
+    assert session_of(steady)[session_data.CACHE_KEY] == before
 
     refreshing = make_app(client_id=SHORT_CLIENT_ID).test_client()
     sign_in(refreshing, "/token")
-    before = stored_session(refreshing.application, refreshing)[session_data.CACHE_KEY]
+    before = session_of(refreshing)[session_data.CACHE_KEY]
     assert refreshing.get("/token").status_code == 200  # a 5-second token: refreshed
-    assert stored_session(refreshing.application, refreshing)[session_data.CACHE_KEY] != before
+    assert session_of(refreshing)[session_data.CACHE_KEY] != before
 
 
 def test_signing_in_as_someone_else_replaces_the_user_and_tokens(app: Flask, sign_in: SignIn) -> None:
@@ -258,7 +259,7 @@ def test_signing_in_as_someone_else_replaces_the_user_and_tokens(app: Flask, sig
     assert response.status_code == 200, (response.status_code, response.location)
     body = response.get_json()
     assert body["sub"] == "second" and body["access_token"] != first_token
-    cache = stored_session(app, client)[session_data.CACHE_KEY]
+    cache = session_of(client)[session_data.CACHE_KEY]
     assert first_token not in cache
     assert "first@example.test" not in cache
 
@@ -268,12 +269,13 @@ def test_logout_forgets_everything_and_returns_to_the_post_logout_view(
 ) -> None:
     app = make_app(post_logout_view="signed_out_page")
     client = app.test_client()
-    sign_in(client, "/token")
+    assert sign_in(client, "/token").status_code == 302
     sign_in.start(client, "/login?next=/profile")  # leaves a pending sign-in behind
     response = client.get("/logout", headers={"Sec-Fetch-Site": "same-origin"})
     target = parse_qs(urlsplit(response.location).query)["post_logout_redirect_uri"][0]
     assert target == APP_ORIGIN + "/signed-out"
     assert session_cookie(client) is None
+    assert client.get("/token", headers={"Accept": "application/json"}).status_code == 401
     assert idp.sign_in(response.location) == target
 
 
@@ -282,7 +284,7 @@ def test_generic_oidc_logout_uses_the_discovered_end_session_endpoint(
 ) -> None:
     app = make_app(authority=None, oidc_authority=idp.oidc_authority)
     client = app.test_client()
-    sign_in(client, "/profile")
+    assert sign_in(client, "/profile").status_code == 302
     location = client.get("/logout", headers={"Sec-Fetch-Site": "same-origin"}).location
     assert location.startswith(idp.entra_authority + "/oauth2/v2.0/logout?")
     assert query_of(location)["client_id"] == app.extensions["identity"].settings.client_id
@@ -327,8 +329,8 @@ def test_a_relative_redirect_uri_is_built_from_the_request(
 )
 def test_hostile_next_targets_land_on_the_root(app: Flask, sign_in: SignIn, idp: LocalProvider, target: str) -> None:
     client = app.test_client()
-    auth_uri = client.get("/login", query_string={"next": target}).location
-    assert sign_in.finish(client, idp.sign_in(auth_uri)).location in ("/", "/%0d%0aSet-Cookie:x")
+    back = sign_in(client, "/login?" + urlencode({"next": target}))
+    assert back.status_code == 302 and back.location in ("/", "/%0d%0aSet-Cookie:x")
 
 
 def test_login_refuses_scopes_no_view_asks_for(app: Flask) -> None:
@@ -367,16 +369,16 @@ def test_sign_ins_started_at_the_same_instant_in_one_browser_all_complete(
 
     def start(index: int) -> None:
         barrier.wait(5)
-        response = browser.get(f"{live_app.url}/login?next=/whoami%3Ftab%3D{index}", allow_redirects=False, timeout=10)
-        starts[index] = response.headers["Location"]
+        starts[index] = idp.auth_uri_from(browser, f"{live_app.url}/login?next=/whoami%3Ftab%3D{index}")
 
     threads = [threading.Thread(target=start, args=(i,)) for i in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(10)
+    assert sorted(starts) == [0, 1, 2, 3]
     for index, auth_uri in sorted(starts.items()):
-        back = browser.get(idp.sign_in(auth_uri, login="tabby"), allow_redirects=False, timeout=10)
+        back = idp.back_to_app(browser, idp.sign_in(auth_uri, login="tabby"))
         assert back.status_code == 302 and back.headers["Location"] == f"/whoami?tab={index}", back.text[:200]
 
 
@@ -385,9 +387,7 @@ def test_an_overlong_return_address_costs_only_itself(app: Flask, sign_in: SignI
     first = sign_in.start(client, "/profile?tab=1")
     shuffled = random.Random(7)
     long_next = "/" + "".join(chr(shuffled.randrange(0x4E00, 0x9FFF)) for _ in range(1500))  # does not compress
-    response = client.get("/login", query_string={"next": long_next})
-    assert response.status_code == 302
-    back_long = sign_in.finish(client, idp.sign_in(response.location))
+    back_long = sign_in(client, "/login?" + urlencode({"next": long_next}))
     assert back_long.status_code == 302 and back_long.location == "/"  # signed in, back home
     back_first = sign_in.finish(client, idp.sign_in(first))
     assert back_first.status_code == 302 and back_first.location == "/profile?tab=1"

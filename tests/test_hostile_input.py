@@ -24,7 +24,7 @@ from cachelib.file import FileSystemCache
 from conftest import APP_ORIGIN, REDIRECT_URI, SignIn, b2c_settings, entra_settings
 from flask import Flask, jsonify
 from flask.testing import FlaskClient
-from localidp import B2C_RESET_PASSWORD, LocalProvider, path_and_query, query_of
+from localidp import B2C_RESET_PASSWORD, LocalProvider, query_of
 from werkzeug.test import TestResponse
 
 from identity_flask import Auth, ConfigurationError, pending
@@ -46,11 +46,8 @@ class Attack:
 
     def pending(self, client: FlaskClient | None = None, **args: str) -> tuple[str, str]:
         """Start a sign-in in ``client``; return the provider URL and its state."""
-        client = client or self.client
-        query = urlencode({"next": "/whoami", **args})
-        response = client.get(f"/login?{query}")
-        assert response.status_code == 302 and response.location.startswith(self.idp.origin)
-        return response.location, query_of(response.location)["state"]
+        auth_uri = self.sign_in.start(client or self.client, "/login?" + urlencode({"next": "/whoami", **args}))
+        return auth_uri, query_of(auth_uri)["state"]
 
     def provider_answer(self, client: FlaskClient | None = None, **kw: Any) -> dict[str, str]:
         """Start a sign-in and play the user at the provider; return the callback's query."""
@@ -132,12 +129,12 @@ def oversized_code(a: Attack) -> TestResponse:
 
 def access_denied(a: Attack) -> TestResponse:
     auth_uri, _ = a.pending()
-    return a.client.get(path_and_query(a.idp.sign_in(auth_uri, action="cancel")))
+    return a.sign_in.finish(a.client, a.idp.sign_in(auth_uri, action="cancel"))
 
 
 def b2c_forgot_password(a: Attack) -> TestResponse:
     auth_uri, _ = a.pending()
-    return a.client.get(path_and_query(a.idp.sign_in(auth_uri, action="forgot")))
+    return a.sign_in.finish(a.client, a.idp.sign_in(auth_uri, action="forgot"))
 
 
 def server_error(a: Attack) -> TestResponse:
@@ -214,9 +211,7 @@ def get_when_post_was_asked(a: Attack) -> TestResponse:
 
 def next_target(target: str) -> Callable[[Attack], TestResponse]:
     def attack(a: Attack) -> TestResponse:
-        response = a.client.get("/login", query_string={"next": target})
-        assert response.status_code == 302
-        return a.sign_in.finish(a.client, a.idp.sign_in(response.location))
+        return a.sign_in(a.client, "/login?" + urlencode({"next": target}))
 
     return attack
 
@@ -263,8 +258,7 @@ def pending_sign_in_from_an_app_with_another_key(a: Attack) -> TestResponse:
     other.session_interface = a.app.session_interface
     Auth(other)
     browser = other.test_client()
-    response = browser.get("/login?next=/whoami")
-    answer = query_of(a.idp.sign_in(response.location))
+    answer = query_of(a.idp.sign_in_from(browser, "/login?next=/whoami"))
     name = pending.cookie_name(answer["state"])
     cookie = browser.get_cookie(name)
     assert cookie is not None
@@ -352,7 +346,7 @@ def logout_post_from_another_site(a: Attack) -> TestResponse:
 
 def string_roles_claim(a: Attack) -> TestResponse:
     other = a.app.test_client()
-    finish_sign_in(other, a.idp, "entra", "stringroles")  # roles: "Admin", a string
+    finish_sign_in(other, a.sign_in, "stringroles")  # roles: "Admin", a string
     return other.get("/admin", headers=JSON)
 
 
@@ -490,14 +484,10 @@ def whoami(client: FlaskClient) -> TestResponse:
     return client.get("/whoami", headers=JSON)
 
 
-def finish_sign_in(client: FlaskClient, idp: LocalProvider, app_kind: str, login: str) -> None:
-    response = client.get("/login?next=/whoami")
-    back = idp.sign_in(response.location, login=login)
-    if app_kind == "form_post":
-        result = client.post(CALLBACK, data=query_of(back))
-    else:
-        result = client.get(path_and_query(back))
-    assert result.status_code == 302, result.get_data(as_text=True)
+def finish_sign_in(client: FlaskClient, sign_in: SignIn, login: str) -> None:
+    """Sign ``login`` in; the form_post app gets the provider's answer posted."""
+    result = sign_in(client, "/login?next=/whoami", login=login)
+    assert result.status_code == 302 and result.location == "/whoami", result.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
@@ -507,7 +497,7 @@ def test_hostile_input(
     app = build(case.app, make_app, idp, tmp_path)
     client = app.test_client()
     if case.signed_in:
-        finish_sign_in(client, idp, case.app, "alice")
+        finish_sign_in(client, sign_in, "alice")
         assert whoami(client).get_json()["sub"] == "alice"
 
     response = case.attack(Attack(app, client, idp, sign_in))
@@ -527,14 +517,14 @@ def test_hostile_input(
     # The session is still usable: the victim stays signed in, or can sign in.
     if case.signed_in and not case.signed_in_after:
         assert whoami(client).status_code == 401
-        finish_sign_in(client, idp, case.app, "bob")
+        finish_sign_in(client, sign_in, "bob")
         assert whoami(client).get_json()["sub"] == "bob"
     elif case.signed_in:
         assert whoami(client).get_json()["sub"] == "alice"
     elif case.location == "/":
         assert whoami(client).get_json()["sub"] == "alice"  # the sign-in itself succeeded
     else:
-        finish_sign_in(client, idp, case.app, "bob")
+        finish_sign_in(client, sign_in, "bob")
         assert whoami(client).get_json()["sub"] == "bob"
 
 

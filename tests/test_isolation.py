@@ -1,7 +1,7 @@
 """50 users signing in at once to gunicorn workers sharing one Redis: nobody sees anyone else.
 
-The deployment is the load script's (``benchmarks/loadapp.py``): several sync
-workers, sessions in a real ``redis-server``, the real local provider.
+The deployment is the load benchmark's (``tests/redisapp.py`` under gunicorn): several
+sync workers, sessions in a real ``redis-server``, the real local provider.
 """
 
 from __future__ import annotations
@@ -29,19 +29,18 @@ pytestmark = pytest.mark.redis
 
 
 @pytest.fixture(scope="module")
-def deployment(provider: LocalProvider) -> Iterator[tuple[Gunicorn, redis.Redis]]:
-    with RedisServer() as store:
-        env = {
-            "SECRET_KEY": os.urandom(16).hex(),
-            "REDIS_URL": store.url,
-            "IDENTITY_CLIENT_ID": CLIENT_ID,
-            "IDENTITY_CLIENT_CREDENTIAL": CLIENT_SECRET,
-            "IDENTITY_AUTHORITY": provider.entra_authority,
-            "IDENTITY_REDIRECT_URI": REDIRECT_URI,
-            "REQUESTS_CA_BUNDLE": str(provider.ca_bundle),
-        }
-        with Gunicorn(APP_PORT, env, workers=4) as server:
-            yield server, redis.Redis.from_url(store.url)
+def deployment(provider: LocalProvider, redis_server: RedisServer) -> Iterator[tuple[Gunicorn, redis.Redis]]:
+    env = {
+        "SECRET_KEY": os.urandom(16).hex(),
+        "REDIS_URL": redis_server.url,
+        "IDENTITY_CLIENT_ID": CLIENT_ID,
+        "IDENTITY_CLIENT_CREDENTIAL": CLIENT_SECRET,
+        "IDENTITY_AUTHORITY": provider.entra_authority,
+        "IDENTITY_REDIRECT_URI": REDIRECT_URI,
+        "REQUESTS_CA_BUNDLE": str(provider.ca_bundle),
+    }
+    with Gunicorn(APP_PORT, env, workers=4) as server:
+        yield server, redis.Redis.from_url(redis_server.url)
 
 
 @dataclass
@@ -57,8 +56,7 @@ class User:
 
 
 def sign_in(server: Gunicorn, provider: LocalProvider, user: User) -> None:
-    callback = provider.sign_in_from(user.browser, f"{server.url}/token", login=user.login)
-    back = user.browser.get(callback, allow_redirects=False, timeout=30)
+    back = provider.sign_in_to_app(user.browser, f"{server.url}/token", login=user.login)
     assert back.status_code == 302 and back.headers["Location"] == "/token", back.text[:300]
 
 

@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,19 @@ import requests
 from conftest import APP_PORT, REDIRECT_URI, LiveServer, SignIn, sign_in_on_provider_page
 from flask import Flask
 from flask_session.redis import RedisSessionInterface
-from localidp import B2C_EDIT_PROFILE, B2C_SIGN_IN, B2C_TENANT, CLIENT_ID, CLIENT_SECRET, LocalProvider, free_port
+from localidp import (
+    B2C_EDIT_PROFILE,
+    B2C_SIGN_IN,
+    B2C_TENANT,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    LocalProvider,
+    free_port,
+    wait_until_ready,
+)
 
 from identity_flask import ConfigurationError
+from identity_flask.session_data import CACHE_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample"
@@ -198,7 +207,7 @@ def test_api_page_shows_the_api_answer_and_never_the_token(make_sample: Callable
     assert 'id="status">200<' in page
     assert "&#34;sub&#34;: &#34;erin&#34;" in page
     with client.session_transaction() as session:
-        cache = json.loads(session["_identity_token_cache"])
+        cache = json.loads(session[CACHE_KEY])
     secrets = [entry["secret"] for entry in cache["AccessToken"].values()]
     assert secrets and all(secret not in page for secret in secrets)
 
@@ -253,23 +262,19 @@ def test_demo_command_serves_the_sample_against_the_local_provider_and_stops_on_
     )
     origin = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert demo.poll() is None, demo.stdout.read() if demo.stdout else ""
-            assert time.monotonic() < deadline, "the demo did not start in time"
-            try:
-                if requests.get(origin + "/", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.2)
+        its_output = demo.stdout.read if demo.stdout else str
+        wait_until_ready(
+            demo, lambda: requests.get(origin + "/", timeout=2).ok, "the demo", timeout=30, detail=its_output
+        )
         # The demo's provider, to play the user on its login page.
         config = json.loads((tmp_path / "idp-config.json").read_text())
         provider = LocalProvider(tmp_path, redirect_uris=[], post_logout_redirect_uris=[], port=config["port"])
         at_provider = provider.browser()
 
         app_browser = requests.Session()
-        callback = provider.sign_in_from(app_browser, origin + "/call-api", login="alice", browser=at_provider)
-        page = app_browser.get(callback).text
+        back = provider.sign_in_to_app(app_browser, origin + "/call-api", login="alice", browser=at_provider)
+        assert back.status_code == 302 and back.headers["Location"] == "/call-api"
+        page = app_browser.get(origin + "/call-api").text
         assert 'id="status">200<' in page, page
         assert "&#34;sub&#34;: &#34;alice&#34;" in page
     finally:

@@ -6,18 +6,16 @@ both instances' ports.
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import redis
 import requests
-from localidp import CLIENT_ID, CLIENT_SECRET, LocalProvider, free_port, stop_process, wait_until_ready
-from servers import RedisServer
+from localidp import CLIENT_ID, CLIENT_SECRET, LocalProvider, free_port
+from servers import Gunicorn, RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -35,10 +33,8 @@ BLANK = (
 
 
 @pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    """A throw-away redis-server on a free port, with no persistence."""
-    with RedisServer() as server:
-        yield server.url
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +61,6 @@ def instances(
 ) -> Iterator[tuple[str, str]]:
     """Two gunicorn instances of the sample, each with 2 workers, against the same Redis."""
     env = {
-        **os.environ,
         **{name: "" for name in BLANK},
         "IDENTITY_CLIENT_ID": CLIENT_ID,
         "IDENTITY_CLIENT_CREDENTIAL": CLIENT_SECRET,
@@ -80,26 +75,12 @@ def instances(
         "CURL_CA_BUNDLE": str(own_provider.ca_bundle),
     }
     logs = tmp_path_factory.mktemp("gunicorn")
-    processes = []
-    for port in ports:
-        with open(logs / f"{port}.log", "wb") as log:
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}"]
-                    + ["--chdir", str(SAMPLE), "app:app"],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-    urls = (f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}")
-    try:
-        for url, process in zip(urls, processes, strict=True):
-            wait_until_ready(process, lambda url=url: requests.get(url + "/", timeout=2).ok, url, timeout=20)
-        yield urls
-    finally:
-        for process in processes:
-            stop_process(process)
+    with ExitStack() as running:
+        first, second = (
+            running.enter_context(Gunicorn(port, env, app="app:app", chdir=SAMPLE, log=logs / f"{port}.log"))
+            for port in ports
+        )
+        yield first.url, second.url
 
 
 def test_signed_in_on_one_instance_is_signed_in_on_the_other_and_signed_out_on_both(
@@ -113,7 +94,7 @@ def test_signed_in_on_one_instance_is_signed_in_on_the_other_and_signed_out_on_b
     # Starting at the API page signs in with its scope, so both instances can call the API.
     callback = own_provider.sign_in_from(app_browser, first + "/call-api", login="alice", browser=at_provider)
     assert callback.startswith(first + "/getAToken?")
-    response = app_browser.get(callback, allow_redirects=False)
+    response = own_provider.back_to_app(app_browser, callback)
     assert response.status_code == 302 and response.headers["Location"] == "/call-api"
 
     session_id = app_browser.cookies.get("session")

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import APP_PORT, LiveServer, entra_settings
+from conftest import APP_PORT, LiveServer, entra_settings, stored_session
 from flask import Flask
-from localidp import CLIENT_SECRET, SHORT_CLIENT_ID, LocalProvider, path_and_query, query_of
+from localidp import CLIENT_SECRET, SHORT_CLIENT_ID, LocalProvider, query_of
 from testapp import create_app
 
 from identity_flask import RedactSecrets, pending
@@ -30,11 +30,8 @@ MSAL_CACHE_LOGGER = "msal.token_cache"
 LOGGERS = ("", "identity_flask", "msal", "urllib3", "werkzeug", "flask_session", "requests")
 
 
-def stored_session(app: Flask, browser: requests.Session) -> dict[str, Any]:
-    interface: Any = app.session_interface
-    data: dict[str, Any] | None = interface._retrieve_session_data(
-        interface.key_prefix + str(browser.cookies.get("session"))
-    )
+def stored(app: Flask, browser: requests.Session) -> dict[str, Any]:
+    data = stored_session(app, str(browser.cookies.get("session")))
     assert data is not None
     return data
 
@@ -114,24 +111,24 @@ def journey(app: Flask, idp: LocalProvider) -> dict[str, str]:
     browser = requests.Session()
     with LiveServer(app, APP_PORT) as server:
         # Sign-in: to the provider, and back with a code.
-        response = browser.get(f"{server.url}/token", allow_redirects=False, timeout=10)
-        while not response.headers["Location"].startswith(idp.origin):
-            response = browser.get(server.url + response.headers["Location"], allow_redirects=False, timeout=10)
+        auth_uri = idp.auth_uri_from(browser, f"{server.url}/token")
         cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items() if k.startswith(pending.COOKIE_PREFIX))
         with app.test_request_context(headers={"Cookie": cookie}):
             (started,) = app.extensions["identity"].pending.entries().values()
         secrets["PKCE code verifier"] = started["flow"]["code_verifier"]
-        callback = idp.sign_in(response.headers["Location"], login="alice")
+        callback = idp.sign_in(auth_uri, login="alice")
         secrets["authorization code"] = query_of(callback)["code"]
-        back = browser.get(server.url + path_and_query(callback), timeout=10)
-        assert back.status_code == 200 and back.json()["sub"] == "alice"
-        seen = tokens_in(stored_session(app, browser))
+        back = idp.back_to_app(browser, callback)
+        assert back.status_code == 302 and back.headers["Location"] == "/token"
+        first = browser.get(server.url + "/token", timeout=10)
+        assert first.status_code == 200 and first.json()["sub"] == "alice"
+        seen = tokens_in(stored(app, browser))
 
         # API calls, each of which refreshes the short-lived access token.
         for _ in range(2):
             api = browser.get(f"{server.url}/token", timeout=10)
             assert api.status_code == 200
-            seen |= tokens_in(stored_session(app, browser))
+            seen |= tokens_in(stored(app, browser))
             seen.add(api.json()["access_token"])
         refreshes = [e for e in idp.log() if e["method"] == "POST" and e["path"].endswith("/token")]
         assert len(refreshes) >= 3  # the code redemption and at least two refreshes

@@ -6,12 +6,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import blinker
 import pytest
 from blinker import Signal
 from conftest import SignIn
 from flask import Flask, render_template_string
-from localidp import LocalProvider
+from localidp import LocalProvider, query_of
 
+import identity_flask
 from identity_flask import (
     IdentityError,
     SignInError,
@@ -47,8 +49,9 @@ def test_signed_in_is_sent_with_the_users_claims(app: Flask, sign_in: SignIn) ->
 
 def test_signal_for_another_app_is_not_received(make_app: Callable[..., Flask], sign_in: SignIn) -> None:
     app, other = make_app(), make_app()
-    with received(signed_in, other) as calls:
-        sign_in(app.test_client(), "/profile")
+    with received(signed_in, other) as calls, received(signed_in, app) as sent:
+        assert sign_in(app.test_client(), "/profile").status_code == 302
+    assert len(sent) == 1  # the signal was sent, for the app signed in to
     assert calls == []
 
 
@@ -81,7 +84,7 @@ def test_sign_in_failed_on_a_forged_state(app: Flask, sign_in: SignIn, idp: Loca
 def test_sign_in_failed_when_the_user_cancels(app: Flask, sign_in: SignIn, idp: LocalProvider) -> None:
     client = app.test_client()
     auth_uri = sign_in.start(client, "/profile")
-    state = dict(p.split("=", 1) for p in auth_uri.split("?", 1)[1].split("&"))["state"]
+    state = query_of(auth_uri)["state"]
     with received(sign_in_failed, app) as calls:
         response = client.get(f"/getAToken?error=access_denied&state={state}")
     assert response.status_code == 403
@@ -155,6 +158,30 @@ def test_current_user_is_none_outside_a_request_with_a_user(app: Flask) -> None:
         assert current_user == None  # noqa: E711 - the proxy compares as its target
 
 
-@pytest.mark.parametrize("signal", [signed_in, signed_out, sign_in_failed, unauthorized])
+SIGNALS = [signed_in, signed_out, sign_in_failed, unauthorized]
+
+
+def test_these_are_all_the_signals_and_each_is_exported() -> None:
+    defined = [value for value in vars(identity_flask.signals).values() if isinstance(value, Signal)]
+    assert defined == SIGNALS
+    exported = {name: getattr(identity_flask, name) for name in identity_flask.__all__}
+    assert all(any(signal is value for value in exported.values()) for signal in SIGNALS)
+
+
+@pytest.mark.parametrize("signal", SIGNALS, ids=[s.name for s in SIGNALS])
 def test_signals_live_in_their_own_namespace(signal: Signal) -> None:
     assert signal.name.startswith("identity-")
+    # blinker's process-wide namespace holds another signal of that name, which any
+    # library may use: the extension's is not it.
+    assert blinker.signal(signal.name) is not signal
+
+
+def test_a_signal_of_the_same_name_in_blinkers_own_namespace_hears_nothing(app: Flask, sign_in: SignIn) -> None:
+    heard: list[dict[str, Any]] = []
+
+    def stranger(sender: Any, **kwargs: Any) -> None:
+        heard.append(kwargs)
+
+    with blinker.signal(signed_in.name).connected_to(stranger), received(signed_in, app) as calls:
+        assert sign_in(app.test_client(), "/profile").status_code == 302
+    assert len(calls) == 1 and heard == []

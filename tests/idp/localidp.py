@@ -7,6 +7,16 @@ Used by the test suite's fixtures, the benchmarks and the demo command::
     ...
     provider.stop()
 
+One walk signs a browser in, whichever kind plays it (a ``requests`` session
+for an app on a port, Flask's test client for an app in-process)::
+
+    answer = provider.sign_in_to_app(client, "/profile", login="alice")
+    assert answer.status_code == 302
+
+or in steps: :meth:`~LocalProvider.auth_uri_from` (the app's redirects up to the
+provider), :meth:`~LocalProvider.sign_in` (the user on the provider's pages) and
+:meth:`~LocalProvider.back_to_app` (the callback).
+
 With ``browser_port`` it also serves the pages a browser visits over plain http
 (:attr:`LocalProvider.browser_origin`), so a real browser reaches them without
 trusting the throw-away CA; metadata and tokens stay on https.
@@ -24,10 +34,17 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import parse_qsl, quote, urljoin, urlsplit
 
 import requests
+
+if TYPE_CHECKING:
+    from werkzeug.test import Client
+
+#: The browser's side of an app: a ``requests`` session for an app on a port, or
+#: Flask's (werkzeug's) test client for an app in-process.
+AppBrowser: TypeAlias = "requests.Session | Client"
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,6 +58,10 @@ CLIENT_ID = "local-client"
 CLIENT_SECRET = "local-client-secret-0123456789"
 #: A client whose access tokens live 5 seconds: MSAL refreshes them on every use.
 SHORT_CLIENT_ID = "short-lived-client"
+#: A client whose access tokens live 400 seconds: 100 seconds before MSAL's
+#: 5-minute expiry margin makes it refresh them.
+MEDIUM_CLIENT_ID = "medium-lived-client"
+MEDIUM_TOKEN_SECONDS = 400
 
 
 def free_port() -> int:
@@ -211,6 +232,7 @@ class LocalProvider:
             "clients": [
                 {"client_id": CLIENT_ID, **client},
                 {"client_id": SHORT_CLIENT_ID, **client, "access_token_ttl": 5},
+                {"client_id": MEDIUM_CLIENT_ID, **client, "access_token_ttl": MEDIUM_TOKEN_SECONDS},
             ],
             "users": self.users,
             **({"browserPort": self.browser_port} if self.browser_port is not None else {}),
@@ -354,31 +376,111 @@ class LocalProvider:
             response = http.post(target, data=data, allow_redirects=False, timeout=10)
         raise RuntimeError("The provider never sent the browser back to the app.")
 
+    def auth_uri_from(
+        self,
+        app_browser: AppBrowser,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> str:
+        """Ask an app for ``url`` as a signed-out browser and follow the app's redirects
+        until one leads to this provider.
+
+        :param app_browser: the browser's side of the app: a :class:`requests.Session`
+            for an app on a port, or Flask's test client for one in-process.
+        :param url: where the browser starts; a bare path for a test client.
+        :param headers: sent with every request to the app.
+        :return: the provider URL the app sends the browser to, its authorization request.
+        :raises RuntimeError: the app answered without a redirect.
+        """
+        provider_origins = {self.origin, self.browser_origin}
+        app_origin = origin_of(url) if urlsplit(url).netloc else None
+        current = url
+        for _ in range(10):
+            response = _get(app_browser, current, headers=headers, timeout=timeout)
+            location = response.headers.get("Location") if response.status_code in REDIRECTS else None
+            if not location:
+                body = response.text[:300]
+                raise RuntimeError(f"{current} did not lead to the provider: {response.status_code} {body}")
+            current = urljoin(current, location)
+            # The first redirect away from the app leads to the provider, on its https origin
+            # or on a plain-http one for browsers (which a provider started elsewhere may have).
+            if origin_of(current) in provider_origins or app_origin not in (None, origin_of(current)):
+                return current
+        raise RuntimeError(f"{url} never led to the provider")
+
     def sign_in_from(
         self,
-        app_browser: requests.Session,
+        app_browser: AppBrowser,
         url: str,
         *,
         login: str = "alice",
+        password: str = "any-password",
         browser: requests.Session | None = None,
+        action: str = "login",
+        headers: dict[str, str] | None = None,
         timeout: float = 30,
     ) -> str:
-        """Ask a live app for ``url`` as a signed-out browser, follow the app's redirects
-        to this provider, and sign ``login`` in there (see :meth:`sign_in`).
+        """Follow the app's redirects from ``url`` to this provider (:meth:`auth_uri_from`)
+        and play the user there (:meth:`sign_in`).
 
-        :param app_browser: the browser's session with the app: its cookies.
         :param browser: the browser's session with this provider, for single sign-on.
         :return: the URL the provider sends the browser back to (the app's callback).
         """
-        app_origin = origin_of(url)
-        response = app_browser.get(url, allow_redirects=False, timeout=timeout)
-        # The first redirect away from the app leads to this provider's https or http pages.
-        while response.is_redirect and origin_of(urljoin(response.url, response.headers["Location"])) == app_origin:
-            next_url = urljoin(response.url, response.headers["Location"])
-            response = app_browser.get(next_url, allow_redirects=False, timeout=timeout)
-        if not response.is_redirect:
-            raise RuntimeError(f"{url} did not lead to the provider: {response.status_code} {response.text[:300]}")
-        return self.sign_in(urljoin(response.url, response.headers["Location"]), login=login, browser=browser)
+        auth_uri = self.auth_uri_from(app_browser, url, headers=headers, timeout=timeout)
+        return self.sign_in(auth_uri, login=login, password=password, browser=browser, action=action)
+
+    def back_to_app(
+        self, app_browser: AppBrowser, callback: str, *, form_post: bool = False, timeout: float = 30
+    ) -> Any:
+        """Bring the browser back to the app with the provider's answer, as :meth:`sign_in`
+        returned it: a GET of the callback URL or, for ``form_post``, a POST of its fields.
+
+        A test client asks for the callback's path on its own origin, whatever the
+        redirect URI's host is.
+
+        :return: the app's answer, its redirect not followed.
+        """
+        own = isinstance(app_browser, requests.Session)
+        target = callback if own else path_and_query(callback)
+        options: dict[str, Any] = {"allow_redirects": False, "timeout": timeout} if own else {}
+        if form_post:
+            return app_browser.post(target.split("?", 1)[0], data=query_of(callback), **options)
+        return app_browser.get(target, **options)
+
+    def sign_in_to_app(
+        self,
+        app_browser: AppBrowser,
+        url: str,
+        *,
+        login: str = "alice",
+        password: str = "any-password",
+        browser: requests.Session | None = None,
+        action: str = "login",
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> Any:
+        """The whole walk: ask the app for ``url``, follow it to this provider, play the
+        user there (see :meth:`sign_in`), and come back to the app's callback.
+
+        :return: the app's answer to its callback (a redirect to ``url`` when all went well).
+        """
+        auth_uri = self.auth_uri_from(app_browser, url, headers=headers, timeout=timeout)
+        callback = self.sign_in(auth_uri, login=login, password=password, browser=browser, action=action)
+        form_post = query_of(auth_uri).get("response_mode") == "form_post"
+        return self.back_to_app(app_browser, callback, form_post=form_post, timeout=timeout)
+
+
+#: Statuses of a redirect a browser follows.
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def _get(app_browser: AppBrowser, url: str, *, headers: dict[str, str] | None, timeout: float) -> Any:
+    """GET ``url`` as ``app_browser``, without following a redirect."""
+    if isinstance(app_browser, requests.Session):
+        return app_browser.get(url, headers=headers, allow_redirects=False, timeout=timeout)
+    return app_browser.get(url, headers=headers)  # a test client follows nothing unless told
 
 
 def query_of(url: str) -> dict[str, str]:

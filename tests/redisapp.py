@@ -1,8 +1,9 @@
-"""A small app for load tests, configured from the environment (for gunicorn).
+"""An app configured from the environment, its sessions in Redis, for gunicorn: the
+deployment of ``test_isolation.py`` and of the load benchmark (``benchmarks/load.py``).
 
     IDENTITY_CLIENT_ID=... IDENTITY_CLIENT_CREDENTIAL=... IDENTITY_AUTHORITY=... \\
     IDENTITY_REDIRECT_URI=http://127.0.0.1:8000/getAToken REDIS_URL=redis://127.0.0.1:6379/0 \\
-    SECRET_KEY=... gunicorn --pythonpath benchmarks loadapp:app
+    SECRET_KEY=... gunicorn --chdir tests redisapp:app
 
 Every ``IDENTITY_*`` variable becomes the setting of that name; sessions live in
 the Redis at ``REDIS_URL`` (shared by every worker and instance).

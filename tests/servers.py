@@ -1,6 +1,8 @@
-"""Processes the benchmarks run against: the local provider and a throwaway Redis.
+"""Server processes the tests (and the benchmarks) run against: a throwaway Redis,
+gunicorn, and the local provider with ``requests`` trusting it.
 
-Everything listens on 127.0.0.1 only, on free ports, and is stopped on exit.
+Everything listens on 127.0.0.1 only, on free ports, and stops on leaving ``with``.
+The benchmarks import this module (and :mod:`localidp`) with ``tests/`` on ``sys.path``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "idp"))
+import requests
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(HERE / "idp") not in sys.path:
+    sys.path.insert(0, str(HERE / "idp"))
 
 from localidp import LocalProvider, free_port, stop_process, wait_until_ready  # noqa: E402
 
@@ -62,7 +68,7 @@ class RedisServer:
 
 
 def start_provider(workdir: Path, redirect_uris: Iterable[str], post_logout: Iterable[str]) -> LocalProvider:
-    """Start the local provider and make ``requests`` (and MSAL) trust its certificate."""
+    """Start the local provider and make ``requests`` (and MSAL) in this process trust its certificate."""
     provider = LocalProvider(workdir, redirect_uris=redirect_uris, post_logout_redirect_uris=post_logout)
     provider.start()
     os.environ["REQUESTS_CA_BUNDLE"] = os.environ["CURL_CA_BUNDLE"] = str(provider.ca_bundle)
@@ -70,17 +76,34 @@ def start_provider(workdir: Path, redirect_uris: Iterable[str], post_logout: Ite
 
 
 class Gunicorn:
-    """``gunicorn`` serving ``benchmarks/loadapp.py`` on a loopback port.
+    """``gunicorn`` serving a WSGI app on a loopback port, ready once ``/`` answers.
 
-    :param env: the app's settings (``IDENTITY_*``, ``REDIS_URL``, ``SECRET_KEY``).
+    :param env: environment variables over this process's: the app's settings.
+    :param app: the ``module:variable`` to serve; by default :mod:`redisapp`, the
+        Redis-backed app of the isolation test and the load benchmark.
+    :param chdir: the folder the app's module is in.
+    :param log: a file for gunicorn's output; by default it goes to this process's.
     """
 
-    def __init__(self, port: int, env: dict[str, str], *, workers: int = 2, threads: int = 1) -> None:
+    def __init__(
+        self,
+        port: int,
+        env: dict[str, str],
+        *,
+        app: str = "redisapp:app",
+        chdir: Path = HERE,
+        workers: int = 2,
+        threads: int = 1,
+        log: Path | None = None,
+    ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.env = env
+        self.app = app
+        self.chdir = chdir
         self.workers = workers
         self.threads = threads
+        self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> Gunicorn:
@@ -98,21 +121,37 @@ class Gunicorn:
             "60",
             "--log-level",
             "warning",
+            "--chdir",
+            str(self.chdir),
             "--pythonpath",
-            f"{ROOT / 'benchmarks'},{ROOT}",
-            "loadapp:app",
+            str(ROOT),
+            self.app,
         ]
-        self.process = subprocess.Popen(command, env={**os.environ, **self.env}, cwd=ROOT, start_new_session=True)
+        output = open(self.log, "wb") if self.log is not None else None  # noqa: SIM115 - closed once handed over
         try:
-            wait_until_ready(self.process, self._listening, "gunicorn", timeout=timeout)
+            self.process = subprocess.Popen(
+                command,
+                env={**os.environ, **self.env},
+                cwd=self.chdir,
+                stdout=output,
+                stderr=subprocess.STDOUT if output is not None else None,
+                start_new_session=True,
+            )
+        finally:
+            if output is not None:
+                output.close()
+        try:
+            wait_until_ready(
+                self.process,
+                lambda: requests.get(self.url + "/", timeout=2).ok,
+                f"gunicorn serving {self.app}",
+                timeout=timeout,
+                detail=self.log.read_text if self.log is not None else None,
+            )
         except RuntimeError:
             self.stop()
             raise
         return self
-
-    def _listening(self) -> bool:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-            return True
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
