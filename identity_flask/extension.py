@@ -151,7 +151,7 @@ class Auth:
                 "an absolute redirect_uri (IDENTITY_REDIRECT_URI)."
             )
         PendingSignIns.check(app)
-        app.after_request(no_store_after_callback)
+        app.after_request(no_store_after_callback(settings.redirect_path))
         if settings.redirect_uri.startswith("http://") and not _is_local(settings.redirect_uri):
             logger.warning(
                 "The redirect URI %s is http://; Entra ID accepts that only for localhost. "
@@ -246,8 +246,9 @@ class Auth:
         user = session_data.get_user(session)
         if user is None:
             return None
+        state = current_app_state()
         try:
-            authorization.check_tenant(user, current_app_state().settings.allowed_tenants)
+            authorization.check_tenant(user, state.settings.allowed_tenants)
         except TenantNotAllowed:
             session_data.sign_out(session)  # signed in before allowed_tenants changed
             raise
@@ -255,7 +256,7 @@ class Auth:
             raise RoleRequired("Your account does not have a role this page needs.")
         if not scopes:
             return {"user": user}
-        token = current_app_state().client.token_for(session, scopes)
+        token = state.client.token_for(session, scopes)
         return None if token is None else {"user": user, **token}
 
     def unauthorized(self, *, reason: str = "signed_out", scopes: Iterable[str] = ()) -> ResponseReturnValue:

@@ -8,6 +8,7 @@ and ``/auth/logout``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -111,15 +112,21 @@ def auth_response() -> Response:
         raise
 
 
-def no_store_after_callback(response: Response) -> Response:
-    """After the callback, whatever the answer (a redirect, an error page of the
-    extension's or the app's), keep its URL, which held an authorization code,
-    out of ``Referer`` headers and caches."""
-    state = current_app.extensions.get("identity")
-    if state is not None and request.path == state.settings.redirect_path:
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cache-Control"] = "no-store"
-    return response
+def no_store_after_callback(redirect_path: str) -> Callable[[Response], Response]:
+    """An ``after_request`` function for an app whose callback is at ``redirect_path``.
+
+    Whatever the callback answers (a redirect, an error page of the extension's
+    or the app's), its URL held an authorization code: the answer keeps it out
+    of ``Referer`` headers and caches.
+    """
+
+    def protect(response: Response) -> Response:
+        if request.path == redirect_path:
+            response.headers["Referrer-Policy"] = "no-referrer"
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return protect
 
 
 def _finish(state: AppState, settings: Settings, params: Any) -> Response:
@@ -171,16 +178,15 @@ def _same_user(previous: dict[str, Any], claims: dict[str, Any]) -> bool:
     return all(previous.get(k) == claims.get(k) for k in keys) and previous.get("tid") == claims.get("tid")
 
 
-def _same_origin(origin: str) -> bool | None:
-    """Whether the request came from a page of ``origin``: ``True`` or ``False`` on
-    evidence (``Sec-Fetch-Site``, else ``Origin``, else ``Referer``), ``None`` when
-    the request carries none of them."""
+def _same_origin(origin: str) -> bool:
+    """Whether the request proves it came from a page of ``origin``: by
+    ``Sec-Fetch-Site``, else ``Origin``, else ``Referer``. No proof is a no."""
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None:
         return site in ("same-origin", "none")
     sender = request.headers.get("Origin") or request.headers.get("Referer")
     if not sender or sender == "null":
-        return None if not sender else False
+        return False
     try:
         parts = urlsplit(sender)
     except ValueError:  # e.g. "http://[" : not a URL, so not this site
