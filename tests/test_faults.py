@@ -63,6 +63,14 @@ def redis_app(idp: LocalProvider, port: int) -> Flask:
     return app
 
 
+def refreshing_user(make_app: Callable[..., Flask], sign_in: SignIn) -> FlaskClient:
+    """A browser signed in to an app whose access tokens live 5 seconds: every use refreshes."""
+    client = make_app(client_id=SHORT_CLIENT_ID).test_client()
+    assert sign_in(client, "/token").status_code == 302
+    assert client.get("/token").status_code == 200
+    return client
+
+
 def assert_clean_error(response: Any, status: int) -> str:
     body: str = response.get_data(as_text=True)
     assert response.status_code == status, body[:400]
@@ -244,10 +252,7 @@ def test_a_token_endpoint_error_is_logged_on_one_line(
 def test_an_html_answer_to_a_refresh_is_a_502_and_the_session_survives(
     make_app: Callable[..., Flask], idp: LocalProvider, sign_in: SignIn, accept: str
 ) -> None:
-    app = make_app(client_id=SHORT_CLIENT_ID)  # 5-second access tokens: every use refreshes
-    client = app.test_client()
-    assert sign_in(client, "/token").status_code == 302
-    assert client.get("/token").status_code == 200
+    client = refreshing_user(make_app, sign_in)
     idp.fault(TOKEN_PATH, status=200, body=HTML_PAGE)
     response = client.get("/token", headers=JSON if accept == "json" else {})
     assert_clean_error(response, 502)
@@ -312,10 +317,7 @@ def test_concurrent_sign_outs_against_a_stalled_provider_do_not_queue(
 def test_revoked_refresh_token_sends_the_user_to_sign_in_again(
     make_app: Callable[..., Flask], idp: LocalProvider, sign_in: SignIn, accept: str
 ) -> None:
-    app = make_app(client_id=SHORT_CLIENT_ID)  # 5-second access tokens: every use refreshes
-    client = app.test_client()
-    assert sign_in(client, "/token").status_code == 302
-    assert client.get("/token").status_code == 200
+    client = refreshing_user(make_app, sign_in)
     assert idp.revoke_refresh_tokens() >= 1
     if accept == "json":
         response = client.get("/token", headers=JSON)
@@ -336,9 +338,8 @@ def test_revoked_refresh_token_sends_the_user_to_sign_in_again(
 def test_concurrent_refreshes_of_one_user_both_succeed(
     make_app: Callable[..., Flask], idp: LocalProvider, sign_in: SignIn
 ) -> None:
-    app = make_app(client_id=SHORT_CLIENT_ID)
-    client = app.test_client()
-    assert sign_in(client, "/token").status_code == 302
+    client = refreshing_user(make_app, sign_in)
+    app = client.application
     cookie = session_cookie(client)
     idp.log(clear=True)
     parallel = 4
