@@ -98,13 +98,16 @@ def setup_sessions(app: Flask, *, form_post: bool, secure_redirect: bool) -> Non
 
 
 def is_store_outage(exc: BaseException | None) -> bool:
-    """Whether ``exc`` says the session store cannot be reached."""
+    """Whether ``exc`` says the session store cannot serve: unreachable, too slow,
+    full (``maxmemory`` reached with no eviction), or read-only (a replica during
+    a failover)."""
     try:
         from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import OutOfMemoryError, ReadOnlyError
         from redis.exceptions import TimeoutError as RedisTimeoutError
     except ImportError:
         return False
-    return isinstance(exc, (RedisConnectionError, RedisTimeoutError))
+    return isinstance(exc, (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ReadOnlyError))
 
 
 def store_outage_page(error: InternalServerError) -> ResponseReturnValue:

@@ -208,6 +208,30 @@ def test_signed_in_users_survive_an_anonymous_flood_on_a_memory_capped_redis(
         client.config_set("maxmemory", "0")
 
 
+@pytest.mark.redis
+def test_a_full_redis_is_a_503_at_the_callback_and_sign_in_works_once_it_has_room(
+    make_app: Callable[..., Flask], idp: LocalProvider, redis_server: RedisServer
+) -> None:
+    client = redis.Redis(port=redis_server.port)
+    client.flushall()
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + 1000)  # no room for a session
+    try:
+        app = make_app(flask_config={"SESSION_TYPE": "redis", "SESSION_REDIS": client})
+        browser = app.test_client()
+        answer = idp.sign_in_to_app(browser, "/whoami")
+        body = answer.get_data(as_text=True)
+        assert answer.status_code == 503, body[:300]
+        assert "Traceback" not in body and answer.headers["Retry-After"]
+        assert browser.get("/whoami", headers=JSON).status_code == 401  # nobody half signed in
+        client.config_set("maxmemory", "0")
+        assert idp.sign_in_to_app(browser, "/whoami").status_code == 302
+        assert browser.get("/whoami").get_json()["sub"] == "alice"
+    finally:
+        client.config_set("maxmemory", "0")
+        client.config_set("maxmemory-policy", "noeviction")
+
+
 def test_the_default_file_store_sweeps_expired_sessions(
     make_app: Callable[..., Flask], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
