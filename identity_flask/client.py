@@ -9,7 +9,6 @@ is handed in by the caller for each call.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import threading
@@ -21,10 +20,11 @@ from urllib.parse import urlencode, urlsplit
 
 import msal
 import requests
+from flask import g, has_request_context
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from . import session_data
+from . import session_data, tokens
 from .config import Authority, Settings
 from .errors import ProviderError, ProviderUnavailable, SignInError
 from .redaction import one_line
@@ -55,16 +55,12 @@ class TokenCache(msal.SerializableTokenCache):  # type: ignore[misc]
         return super().add(event, now=now)
 
 
-#: How long a token MSAL handed out is served again for an unchanged cache, at most.
-MEMO_SECONDS = 600
-#: MSAL treats an access token with less than this many seconds left as expired.
-MSAL_EXPIRY_MARGIN = 300
-#: Token caches remembered per app and process.
-MEMO_ENTRIES = 4096
-
 #: Keys of an MSAL token result that a view may see. The refresh token and the
 #: raw id token stay in the token cache.
 TOKEN_KEYS = ("access_token", "token_type", "expires_in", "scope")
+
+#: Where a request keeps the refreshes it made, until it has answered (in ``flask.g``).
+HELD_FLIGHTS = "_identity_refreshes"
 
 #: Where an OpenID provider publishes its configuration, below its issuer.
 DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -150,8 +146,9 @@ class SilentResult(NamedTuple):
     token: dict[str, Any] | None
     #: Why there is no token: MSAL's error code, ``no_account`` or ``no_token``.
     error: str | None
-    #: The user's serialized cache when MSAL changed it (store it), else ``None``.
-    cache_state: str | None
+    #: The user's cache (:func:`~identity_flask.tokens.trimmed`) when MSAL changed it
+    #: (store it), else ``None``.
+    cache: tokens.Cache | None
 
 
 class _TimeoutSession(requests.Session):
@@ -212,9 +209,14 @@ class IdentityClient:
         self._end_session_endpoint: str | None = None
         #: Per thread: one MSAL application bound to its own, reusable token cache.
         self._per_thread = threading.local()
-        #: MSAL's answers per exact token cache content: digest -> {scopes and account: (token, expires at, until)}.
-        self._memo: dict[bytes, dict[str, tuple[dict[str, Any], float, float]]] = {}
-        self._memo_lock = threading.Lock()
+        #: Refreshes in flight, one per user (see :class:`~identity_flask.tokens.Refreshes`).
+        self.refreshes = tokens.Refreshes()
+        #: Whether the provider's refresh tokens get tokens for any consented scope, as
+        #: Microsoft's do: then a user's cache keeps one (see :func:`~identity_flask.tokens.trimmed`).
+        self.scope_free_refresh = settings.authority.kind != "oidc"
+        #: What MSAL looks access tokens up by: client id, authority instance and tenant.
+        #: Known once an MSAL application was built for silent requests.
+        self._where: tuple[str, str, str] | None = None
 
     def msal_app(
         self, cache: msal.TokenCache | None = None, authority: Authority | None = None
@@ -232,7 +234,7 @@ class IdentityClient:
         try:
             with provider_calls("reading its configuration"):
                 try:
-                    return msal.ConfidentialClientApplication(
+                    app = msal.ConfidentialClientApplication(
                         self.settings.client_id,
                         client_credential=self.settings.client_credential,
                         token_cache=cache,
@@ -247,6 +249,9 @@ class IdentityClient:
                     raise ProviderUnavailable(
                         "The sign-in service's configuration could not be read. Please try again in a moment."
                     ) from None
+            if authority is self.settings.authority:
+                self._where = (self.settings.client_id, app.authority.instance, app.authority.tenant)
+            return app
         except Exception:
             # MSAL keeps each 2xx answer to a GET for a day, also one it then refused (a
             # document whose issuer does not match, say): drop all, so the next request asks again.
@@ -318,33 +323,19 @@ class IdentityClient:
             raise ProviderError("The sign-in service could not complete the sign-in.", error=error)
         return result, first_account_id(app)
 
-    def silent(self, scopes: Sequence[str], cache_state: str | None, account_id: str) -> SilentResult:
-        """Get an access token from the user's token cache, refreshing it if needed.
+    def silent(self, scopes: Sequence[str], cache: Mapping[str, Any] | None, account_id: str) -> SilentResult:
+        """Ask MSAL for an access token from the user's token cache, refreshing it if needed.
 
-        A token MSAL returned is served again, without asking MSAL, while the
-        user's cache is byte for byte the same and the token has more than
-        MSAL's own expiry margin left (and for :data:`MEMO_SECONDS` at most):
-        MSAL's answer for that same input would be that same token. Identical
-        cache content can only belong to the same user.
-
-        :param cache_state: the user's serialized MSAL token cache, or ``None``.
-        :return: the token, or why there is none, and the cache state to store; that is
+        :param cache: the user's token cache, or ``None``.
+        :return: the token, or why there is none, and the cache to store; that is
             ``None`` when the cache did not change and need not be stored again.
         """
-        now = time.time()
-        memo_key = " ".join(sorted(scopes)) + "\n" + account_id
-        digest = _digest(cache_state) if cache_state else None
-        if digest is not None:
-            remembered = self._memo.get(digest, {}).get(memo_key)
-            if remembered is not None and remembered[2] > now:
-                token, expires_at, _until = remembered
-                return SilentResult({**token, "expires_in": int(expires_at - now)}, None, None)
         app, own_cache = self._thread_app()
         # The thread's cache holds this user's tokens only for the length of this call:
         # it is filled from theirs first (replacing whatever it held, also when they
         # have none) and emptied after.
-        own_cache.deserialize(cache_state or None)
-        new_state: str | None = None
+        own_cache.deserialize(json.dumps(cache) if cache else None)
+        new_cache: tokens.Cache | None = None
         try:
             accounts = [a for a in app.get_accounts() if a.get("home_account_id") == account_id]
             if not accounts:
@@ -352,62 +343,119 @@ class IdentityClient:
             with provider_calls("refreshing a token"):
                 result = app.acquire_token_silent_with_error(list(scopes), account=accounts[0])
             if own_cache.has_state_changed:
-                new_state = own_cache.serialize()
+                new_cache = tokens.trimmed(
+                    json.loads(own_cache.serialize()), time.time(), scope_free_refresh=self.scope_free_refresh
+                )
         finally:
             own_cache.deserialize(None)
         if result is None:
-            return SilentResult(None, "no_token", new_state)
+            return SilentResult(None, "no_token", new_cache)
         if "access_token" not in result:
             error = str(result.get("error"))
             if error.startswith(("server_error", "temporarily_unavailable")):
                 logger.warning("Token refresh failed at the provider: %s", one_line(error))
                 raise ProviderError("The sign-in service could not refresh your access.", error=error)
             logger.info("Token for %s needs a new sign-in: %s", " ".join(scopes), one_line(error))
-            return SilentResult(None, error, new_state)
+            return SilentResult(None, error, new_cache)
         token = {key: result[key] for key in TOKEN_KEYS if key in result}
-        digest_now = _digest(new_state) if new_state else digest
-        if digest_now is not None:
-            self._remember(digest_now, memo_key, token, now)
-        return SilentResult(token, None, new_state)
+        return SilentResult(token, None, new_cache)
 
     def token_for(self, session: session_data.Session, scopes: Sequence[str]) -> dict[str, Any] | None:
         """The access token a view asked for, from the signed-in user's token cache in ``session``.
 
-        Refreshed at the provider when it expired; the cache is written back to
-        the session only when MSAL changed it.
+        A usable token is read straight from the cache the session holds
+        (:func:`~identity_flask.tokens.cached_token`); otherwise MSAL refreshes
+        it, once per user at a time in this process, and the cache is written
+        back to the session.
 
         :return: ``access_token``, ``token_type``, ``expires_in`` and the
             ``scopes`` granted; ``None`` when the user must sign in again (to
             consent, or because the refresh token is gone).
+        :raises ProviderUnavailable: a refresh for the same user did not end
+            within the provider timeout.
         """
         account = session_data.account_id(session)
         if account is None:
             return None
-        result = self.silent(scopes, session_data.token_cache(session), account)
-        if result.cache_state is not None:
-            session_data.store_token_cache(session, result.cache_state)
+        cache = session_data.token_cache(session)
+        if self._where is not None:
+            token = tokens.cached_token(cache, self._where, account, scopes, time.time())
+            if token is not None:
+                return token
+        token, new_cache = self._refresh(cache, account, tuple(sorted(scopes)))
+        if new_cache is not None:
+            session_data.store_token_cache(session, new_cache)
+        return token
+
+    def _refresh(
+        self, cache: tokens.Cache | None, account: str, scopes: tuple[str, ...]
+    ) -> tuple[dict[str, Any] | None, tokens.Cache | None]:
+        """Ask MSAL, one request per user at a time; the others read what it got.
+
+        :return: the token (or ``None``) and the cache to store (or ``None``).
+        """
+        flight = self.refreshes.join(account)
+        try:
+            if not flight.lock.acquire(timeout=self.settings.timeout):
+                logger.warning("A token refresh for the same user took longer than the provider timeout")
+                raise ProviderUnavailable("The sign-in service is slow to answer. Please try again in a moment.")
+            try:
+                if flight.failure is not None:
+                    # The request this one waited for failed at the provider: so does this one,
+                    # rather than make a stalled provider stall every request in line.
+                    raise type(flight.failure)(flight.failure.description, error=flight.failure.error)
+                try:
+                    return self._refresh_in(flight, cache, account, scopes)
+                except (ProviderUnavailable, ProviderError) as exc:
+                    flight.failure = exc
+                    raise
+            finally:
+                flight.lock.release()
+        finally:
+            self.refreshes.leave(account, flight)
+
+    def _refresh_in(
+        self, flight: tokens.Flight, cache: tokens.Cache | None, account: str, scopes: tuple[str, ...]
+    ) -> tuple[dict[str, Any] | None, tokens.Cache | None]:
+        changed: tokens.Cache | None = None
+        if flight.cache is not None:
+            # Another request of this user refreshed while this one waited: take its
+            # cache, with whatever this session's cache holds that it does not.
+            now = time.time()
+            cache = changed = tokens.merged(cache, flight.cache, now, scope_free_refresh=self.scope_free_refresh)
+            got = flight.tokens.get(scopes)
+            if got is not None and got[1] > now:
+                return {**got[0], "expires_in": int(got[1] - now)}, changed
+            if self._where is not None:
+                found = tokens.cached_token(cache, self._where, account, scopes, now)
+                if found is not None:
+                    return found, changed
+        result = self.silent(scopes, cache, account)
+        if result.cache is not None:
+            changed = flight.cache = result.cache
+            self._hold(account, flight)
         if result.token is None:
-            return None
-        granted = str(result.token.get("scope") or "").split() or list(scopes)
-        return {**result.token, "scopes": granted}
-
-    def _remember(self, digest: bytes, memo_key: str, token: dict[str, Any], now: float) -> None:
+            return None, changed
+        token: dict[str, Any] = {
+            k: v for k, v in result.token.items() if k in ("access_token", "token_type", "expires_in")
+        }
+        token["scopes"] = str(result.token.get("scope") or "").split() or list(scopes)
         lifetime = int(token.get("expires_in") or 0)
-        serve_for = min(lifetime - MSAL_EXPIRY_MARGIN, MEMO_SECONDS)
-        if serve_for <= 0:
-            return
-        with self._memo_lock:
-            entries = self._memo.pop(digest, {})
-            entries[memo_key] = (token, now + lifetime, now + serve_for)
-            self._memo[digest] = entries  # newest last
-            while len(self._memo) > MEMO_ENTRIES:
-                del self._memo[next(iter(self._memo))]
+        if result.cache is not None and lifetime > 0:
+            flight.tokens[scopes] = (token, time.time() + lifetime)
+        return token, changed
 
-    def forget(self, cache_state: str | None) -> None:
-        """Drop what is remembered of a token cache, at sign-out."""
-        if cache_state:
-            with self._memo_lock:
-                self._memo.pop(_digest(cache_state), None)
+    def _hold(self, account: str, flight: tokens.Flight) -> None:
+        """Keep ``flight`` (and the cache it refreshed) until this request has answered.
+
+        A request of the same user that read the session before this one stored the
+        new cache still finds the refresh then, rather than making another one. The
+        app's ``teardown_request`` hook (:func:`release_held`) lets go of it.
+        """
+        if not has_request_context():
+            return
+        held = g.setdefault(HELD_FLIGHTS, [])
+        held.append((self.refreshes, account, self.refreshes.join(account)))
 
     def _thread_app(self) -> tuple[msal.ConfidentialClientApplication, TokenCache]:
         """This thread's MSAL application for silent token requests, built on first use.
@@ -466,5 +514,10 @@ def first_account_id(app: msal.ClientApplication) -> str | None:
     return str(accounts[0]["home_account_id"]) if accounts else None
 
 
-def _digest(cache_state: str) -> bytes:
-    return hashlib.blake2b(cache_state.encode(), digest_size=16).digest()
+def release_held(_error: BaseException | None = None) -> None:
+    """Let go of the refreshes this request made (a ``teardown_request`` hook).
+
+    Teardown runs after the session was saved, so by now the new cache is in the store.
+    """
+    for refreshes, account, flight in g.pop(HELD_FLIGHTS, ()):
+        refreshes.leave(account, flight)

@@ -15,6 +15,7 @@ from werkzeug.local import LocalProxy
 
 from . import authorization, config, session_data, signals
 from .app_state import VIEW_SCOPES_ATTR, AppState, current_app_state
+from .client import release_held
 from .errors import ConfigurationError, NotSignedIn, RoleRequired, TenantNotAllowed
 from .negotiation import wants_html
 from .pending import PendingSignIns
@@ -152,6 +153,7 @@ class Auth:
             )
         PendingSignIns.check(app)
         app.after_request(no_store_after_callback(settings.redirect_path))
+        app.teardown_request(release_held)
         if settings.redirect_uri.startswith("http://") and not _is_local(settings.redirect_uri):
             logger.warning(
                 "The redirect URI %s is http://; Entra ID accepts that only for localhost. "

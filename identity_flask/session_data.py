@@ -1,7 +1,9 @@
 """What the extension keeps in a user's session, under its own keys.
 
 - the signed-in user's id token claims and MSAL account id;
-- their serialized MSAL token cache, written back only when it changed.
+- their MSAL token cache, as MSAL's own structure (see :mod:`identity_flask.tokens`),
+  written back only when it changed. It holds no id token: the claims above
+  are the one copy of it.
 
 Sign-ins that have started and not finished are not kept here but in an
 encrypted cookie (see :mod:`identity_flask.pending`), so anonymous visitors
@@ -15,6 +17,8 @@ from __future__ import annotations
 import json
 from collections.abc import MutableMapping
 from typing import Any
+
+from .tokens import Cache
 
 USER_KEY = "_identity_user"
 ACCOUNT_KEY = "_identity_account"
@@ -36,35 +40,33 @@ def account_id(session: Session) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def token_cache(session: Session) -> str | None:
-    """The user's serialized MSAL token cache, or ``None``."""
+def token_cache(session: Session) -> Cache | None:
+    """The user's MSAL token cache, or ``None``.
+
+    A session written by an earlier version holds the cache serialized; it is
+    read once and kept in today's form.
+    """
     value = session.get(CACHE_KEY)
-    return value if isinstance(value, str) and value else None
+    if isinstance(value, str) and value:
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+        if isinstance(value, dict):
+            session[CACHE_KEY] = value
+    return value if isinstance(value, dict) and value else None
 
 
-def store_token_cache(session: Session, cache_state: str) -> None:
+def store_token_cache(session: Session, cache: Cache) -> None:
     """Keep the user's token cache after MSAL changed it (a refresh, a new scope)."""
-    session[CACHE_KEY] = cache_state
+    session[CACHE_KEY] = cache
 
 
-def merge_caches(older: str | None, newer: str) -> str:
-    """Combine two serialized token caches of one user; ``newer`` wins on each entry."""
-    if not older:
-        return newer
-    merged: dict[str, Any] = json.loads(older)
-    for section, entries in json.loads(newer).items():
-        if isinstance(entries, dict) and isinstance(merged.get(section), dict):
-            merged[section] = {**merged[section], **entries}
-        else:
-            merged[section] = entries
-    return json.dumps(merged)
-
-
-def sign_in(session: Session, claims: dict[str, Any], account_id: str | None, cache_state: str) -> None:
-    """Store a freshly signed-in user; pending sign-ins of other tabs are kept."""
+def sign_in(session: Session, claims: dict[str, Any], account_id: str | None, cache: Cache) -> None:
+    """Store a freshly signed-in user."""
     session[USER_KEY] = claims
     session[ACCOUNT_KEY] = account_id
-    session[CACHE_KEY] = cache_state
+    session[CACHE_KEY] = cache
 
 
 def sign_out(session: Session) -> None:

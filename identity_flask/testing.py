@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -192,6 +193,7 @@ def sign_in(
 
     from . import session_data
     from .client import TokenCache, first_account_id
+    from .tokens import trimmed
 
     app: Flask = client.application
     state = _state(app)
@@ -217,7 +219,7 @@ def sign_in(
     account_id = first_account_id(msal_app)
     with client.session_transaction() as session:
         session_data.sign_out(session)
-        session_data.sign_in(session, user, account_id, cache.serialize())
+        session_data.sign_in(session, user, account_id, trimmed(json.loads(cache.serialize()), time.time()))
     return user
 
 

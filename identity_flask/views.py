@@ -7,7 +7,9 @@ and ``/auth/logout``.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,7 +17,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, redirect, render_template, request, session
 from werkzeug.wrappers import Response
 
-from . import authorization, session_data, signals
+from . import authorization, session_data, signals, tokens
 from .app_state import FLOW_KINDS, AppState, current_app_state
 from .client import TokenCache
 from .config import PROMPTS, Settings
@@ -159,14 +161,17 @@ def _finish(state: AppState, settings: Settings, params: Any) -> Response:
 
     previous = session_data.get_user(session)
     same_user = previous is not None and _same_user(previous, claims)
-    cache_state = cache.serialize()
+    now = time.time()
+    scope_free = state.client.scope_free_refresh
+    new_cache = tokens.trimmed(json.loads(cache.serialize()), now, scope_free_refresh=scope_free)
     if same_user:
-        cache_state = session_data.merge_caches(session_data.token_cache(session), cache_state)
+        # A consent sign-in: the tokens for the new scopes join the ones already held.
+        new_cache = tokens.merged(session_data.token_cache(session), new_cache, now, scope_free_refresh=scope_free)
         if kind != "sign_in":  # B2C's other user flows have accounts of their own
             account_id = session_data.account_id(session) or account_id
             claims = {**(previous or {}), **claims}
 
-    session_data.sign_in(session, claims, account_id, cache_state)
+    session_data.sign_in(session, claims, account_id, new_cache)
     regenerate(current_app, session)
     logger.info("Signed in %s", claims.get("oid") or claims.get("sub"))
     signals.signed_in.send(current_app._get_current_object(), user=claims)  # type: ignore[attr-defined]
@@ -208,7 +213,6 @@ def logout() -> Response | str:
             raise SignInError("Sign-out requests must come from this site.", error="invalid_request")
         return render_template("identity/logout.html")
     user = session_data.get_user(session)
-    state.client.forget(session_data.token_cache(session))
     session_data.sign_out(session)
     signals.signed_out.send(current_app._get_current_object(), user=user)  # type: ignore[attr-defined]
     return_to = state.post_logout_url()

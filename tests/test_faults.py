@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import redis
 import requests
-from conftest import APP_PORT, LiveServer, SignIn, entra_settings, session_cookie, stored_session
+from conftest import APP_PORT, LiveServer, SignIn, entra_settings
 from flask import Flask, jsonify, session
 from flask.testing import FlaskClient
 from localidp import SHORT_CLIENT_ID, TENANT_ID, LocalProvider, free_port
@@ -27,7 +27,6 @@ from redis.retry import Retry
 from servers import RedisServer
 
 from identity_flask import Auth
-from identity_flask.session_data import CACHE_KEY
 
 JSON = {"Accept": "application/json"}
 TOKEN_PATH = "/oauth2/v2.0/token"
@@ -333,44 +332,6 @@ def test_revoked_refresh_token_sends_the_user_to_sign_in_again(
     back = sign_in.finish(client, idp.sign_in(auth_uri))
     assert back.location == "/token"
     assert client.get("/token").get_json()["sub"] == "alice"
-
-
-def test_concurrent_refreshes_of_one_user_both_succeed(
-    make_app: Callable[..., Flask], idp: LocalProvider, sign_in: SignIn
-) -> None:
-    client = refreshing_user(make_app, sign_in)
-    app = client.application
-    cookie = session_cookie(client)
-    idp.log(clear=True)
-    parallel = 4
-    barrier = threading.Barrier(parallel)
-    results: list[requests.Response] = []
-    lock = threading.Lock()
-    with LiveServer(app, APP_PORT) as server:
-
-        def call() -> None:
-            barrier.wait(5)
-            response = requests.get(f"{server.url}/token", cookies={"session": cookie or ""}, timeout=10)
-            with lock:
-                results.append(response)
-
-        threads = [threading.Thread(target=call) for _ in range(parallel)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(15)
-        assert [r.status_code for r in results] == [200] * parallel
-        assert {r.json()["sub"] for r in results} == {"alice"}
-        refreshes = [e for e in idp.log() if e["method"] == "POST" and e["path"].endswith(TOKEN_PATH)]
-        assert len(refreshes) >= 2, "the requests did not refresh at the same time"
-
-        # The cache written back last is whole and still works.
-        stored = stored_session(app, cookie or "")
-        assert stored is not None
-        cache = json.loads(stored[CACHE_KEY])
-        assert len(cache["RefreshToken"]) == 1 and len(cache["Account"]) == 1
-        again = requests.get(f"{server.url}/token", cookies={"session": cookie or ""}, timeout=10)
-        assert again.status_code == 200 and again.json()["sub"] == "alice"
 
 
 # --- the session store --------------------------------------------------------------------------

@@ -6,7 +6,6 @@ sync workers, sessions in a real ``redis-server``, the real local provider.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -111,7 +110,7 @@ def test_parallel_users_see_only_their_own_session_and_logout_clears_the_store(
     for user in done:
         data = stored(store, sids[user.login])
         assert data is not None and data[USER_KEY]["sub"] == user.login
-        cache = json.loads(data[CACHE_KEY])
+        cache = data[CACHE_KEY]
         assert {a["username"] for a in cache["Account"].values()} == {f"{user.login}@example.test"}
         secrets[user.login] = {e["secret"] for kind in ("AccessToken", "RefreshToken") for e in cache[kind].values()}
         assert user.token in secrets[user.login]

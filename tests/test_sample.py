@@ -207,7 +207,7 @@ def test_api_page_shows_the_api_answer_and_never_the_token(make_sample: Callable
     assert 'id="status">200<' in page
     assert "&#34;sub&#34;: &#34;erin&#34;" in page
     with client.session_transaction() as session:
-        cache = json.loads(session[CACHE_KEY])
+        cache = session[CACHE_KEY]
     secrets = [entry["secret"] for entry in cache["AccessToken"].values()]
     assert secrets and all(secret not in page for secret in secrets)
 

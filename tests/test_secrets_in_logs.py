@@ -8,7 +8,6 @@ token cache held along the way.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from localidp import CLIENT_SECRET, SHORT_CLIENT_ID, LocalProvider, query_of
 from testapp import create_app
 
 from identity_flask import RedactSecrets, pending
+from identity_flask.client import TokenCache
 from identity_flask.session_data import CACHE_KEY
 
 MSAL_CACHE_LOGGER = "msal.token_cache"
@@ -37,7 +37,7 @@ def stored(app: Flask, browser: requests.Session) -> dict[str, Any]:
 
 
 def tokens_in(data: dict[str, Any]) -> set[str]:
-    cache = json.loads(data[CACHE_KEY])
+    cache = data[CACHE_KEY]
     return {
         entry["secret"]
         for kind in ("AccessToken", "RefreshToken", "IdToken")
@@ -95,9 +95,24 @@ def run(provider: LocalProvider, tmp_path_factory: pytest.TempPathFactory) -> It
     for name in LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG)
     logging.getLogger().addHandler(collect)
+    # Every token the provider issued, as MSAL hands it to the token cache (the session
+    # keeps no id token, so it is seen here).
+    issued: set[str] = set()
+    real_add = TokenCache.add
+
+    def spy(self: TokenCache, event: dict[str, Any], now: float | None = None) -> Any:
+        response = event.get("response") or {}
+        issued.update(v for k in ("access_token", "refresh_token", "id_token") if isinstance(v := response.get(k), str))
+        return real_add(self, event, now)
+
+    TokenCache.add = spy  # type: ignore[method-assign]
     try:
         secrets = journey(app, provider)
+        assert any(s.count(".") == 2 for s in issued), "no id token seen"
+        for index, token in enumerate(sorted(issued - set(secrets.values()))):
+            secrets[f"issued token #{index}"] = token
     finally:
+        TokenCache.add = real_add  # type: ignore[method-assign]
         logging.getLogger().removeHandler(collect)
         logging.getLogger("werkzeug").filters[:] = werkzeug_filters
         for name, level in levels.items():
@@ -138,7 +153,7 @@ def journey(app: Flask, idp: LocalProvider) -> dict[str, str]:
             f"{server.url}/logout", headers={"Sec-Fetch-Site": "same-origin"}, allow_redirects=False, timeout=10
         )
         assert out.status_code == 302
-    assert len(seen) >= 5  # id token, refresh token, and three access tokens at least
+    assert len(seen) >= 4  # the refresh token and three access tokens at least (no id token is stored)
     for index, token in enumerate(sorted(seen)):
         secrets[f"token #{index}"] = token
     return secrets

@@ -101,7 +101,7 @@ def test_unauthorized_is_sent_for_a_signed_out_request(app: Flask) -> None:
 
 def test_unauthorized_reason_is_consent_required_for_a_missing_scope(app: Flask, sign_in: SignIn) -> None:
     client = app.test_client()
-    sign_in(client, "/profile")
+    sign_in(client, "/profile", login="consent-signals")  # never consented to Files.Read
     with received(unauthorized, app) as calls:
         client.get("/files")
     assert [(c["reason"], c["scopes"]) for c in calls] == [("consent_required", ["Files.Read"])]

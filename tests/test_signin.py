@@ -98,7 +98,8 @@ def test_incremental_consent_sends_the_user_through_sign_in_for_new_scopes(
     app: Flask, sign_in: SignIn, idp: LocalProvider
 ) -> None:
     client = app.test_client()
-    assert sign_in(client, "/profile").status_code == 302
+    # A user who never consented to Files.Read: the provider keeps consent per user and app.
+    assert sign_in(client, "/profile", login="consent-signin").status_code == 302
     response = client.get("/files")
     assert response.status_code == 302
     login = urlsplit(response.location)
@@ -106,7 +107,7 @@ def test_incremental_consent_sends_the_user_through_sign_in_for_new_scopes(
     assert parse_qs(login.query)["scopes"] == ["Files.Read"]
     auth_uri = sign_in.start(client, response.location)
     assert "Files.Read" in parse_qs(urlsplit(auth_uri).query)["scope"][0]
-    back = sign_in.finish(client, idp.sign_in(auth_uri))
+    back = sign_in.finish(client, idp.sign_in(auth_uri, login="consent-signin"))
     assert back.location == "/files"
     body = client.get("/files").get_json()
     assert "Files.Read" in body["scopes"]

@@ -85,7 +85,7 @@ def test_one_token_may_serve_several_scopes_and_the_view_sees_the_token_fields(a
     client = app.test_client()
     testing.sign_in(client, tokens={"Files.Read User.Read": "token-many"}, expires_in=7200)
     body = client.get("/files").get_json()
-    assert body["scopes"] == ["Files.Read"]
+    assert body["scopes"] == ["Files.Read", "User.Read"]  # what the token was granted
     assert 7000 < body["expires_in"] <= 7200
     assert body["keys"] == ["access_token", "expires_in", "scopes", "token_type", "user"]
     assert client.get("/token").get_json()["access_token"] == "token-many"

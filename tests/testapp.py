@@ -87,12 +87,22 @@ def create_app(
     @app.route("/files")
     @auth.login_required(scopes=["Files.Read"])
     def files(*, context: dict[str, Any]) -> Any:
-        return jsonify(scopes=context["scopes"], expires_in=context["expires_in"], keys=sorted(context))
+        return jsonify(
+            scopes=context["scopes"],
+            expires_in=context["expires_in"],
+            keys=sorted(context),
+            access_token=context["access_token"],
+        )
 
     @app.route("/whoami")
     @auth.login_required
     def whoami(*, context: dict[str, Any]) -> Any:
         return jsonify(sub=context["user"]["sub"], name=context["user"].get("name"))
+
+    @app.route("/local-api")
+    @auth.login_required(scopes=["api://local/access"])
+    def local_api(*, context: dict[str, Any]) -> Any:
+        return jsonify(access_token=context["access_token"], scopes=context["scopes"])
 
     @app.route("/token")
     @auth.login_required(scopes=["User.Read"])

@@ -230,6 +230,22 @@ async function interact(ctx, provider, mount) {
   return true;
 }
 
+// Consent given by each user to each app: "<account> <client id>" -> grant id.
+const grantsByOwner = new Map();
+
+// Entra's refresh tokens are not bound to the scopes of the sign-in that brought them: any of
+// them gets a token for any scope the user consented to for the app. oidc-provider checks the
+// scopes a refresh token was issued with, so they are widened to the grant's before it looks.
+async function widenToGrant(provider, value) {
+  const refreshToken = value && await provider.RefreshToken.find(value, { ignoreExpiration: true });
+  const grant = refreshToken?.grantId && await provider.Grant.find(refreshToken.grantId);
+  if (!grant) return;
+  const scopes = new Set([...refreshToken.scope.split(' '), ...grant.getOIDCScope().split(' ')].filter(Boolean));
+  if (scopes.size === refreshToken.scope.split(' ').length) return;
+  refreshToken.scope = [...scopes].join(' ');
+  await refreshToken.save();
+}
+
 function mountProvider(mount, index) {
   const provider = new Provider(`${origin}${mount}/v2.0`, {
     clients: cfg.clients.map(({ access_token_ttl: _ttl, ...client }) => ({
@@ -257,11 +273,14 @@ function mountProvider(mount, index) {
     findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => claimsFor(sub) }),
     // No consent page: every requested scope is granted, like an admin-consented Entra app.
     loadExistingGrant: async (ctx) => {
-      const grantId = ctx.oidc.result?.consent?.grantId || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+      // Entra keeps consent per user and app, not per browser session.
+      const owner = `${ctx.oidc.session.accountId} ${ctx.oidc.client.clientId}`;
+      const grantId = ctx.oidc.result?.consent?.grantId || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId)
+        || grantsByOwner.get(owner);
       const grant = (grantId && await ctx.oidc.provider.Grant.find(grantId))
         || new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
       grant.addOIDCScope([...ctx.oidc.requestParamOIDCScopes].join(' '));
-      await grant.save();
+      grantsByOwner.set(owner, await grant.save());
       return grant;
     },
     // OIDC Core issues refresh tokens only with prompt=consent, which MSAL never sends; Entra
@@ -321,6 +340,7 @@ function mountProvider(mount, index) {
       if (body.get('grant_type') === 'refresh_token' && body.has('scope')) {
         body.set('scope', body.get('scope').split(' ').filter((s) => s !== 'offline_access').join(' '));
       }
+      if (body.get('grant_type') === 'refresh_token') await widenToGrant(provider, body.get('refresh_token'));
       ctx.req.body = body.toString();
     }
     if (await interact(ctx, provider, mount)) return;
