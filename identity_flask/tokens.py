@@ -14,8 +14,9 @@ request per user and process asks (see :class:`Refreshes`).
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import IdentityError
@@ -58,9 +59,15 @@ def cached_token(
     client_id, instance, tenant = where
     exact = "-".join((account, instance, "accesstoken", client_id, tenant, " ".join(sorted(scopes)))).lower()
     first = tokens.get(exact)
-    for entry in _candidates(first, tokens.values()):
+    # The entry under the exact key first (MSAL's own preference), then every entry.
+    entries = tokens.values() if first is None else itertools.chain((first,), tokens.values())
+    some_scope = scopes[0] if scopes else ""
+    for entry in entries:
         if not isinstance(entry, dict):
             continue
+        target = entry.get("target")
+        if not isinstance(target, str) or some_scope not in target:
+            continue  # a quick no, by substring; the test by word follows
         if (
             entry.get("home_account_id") != account
             or entry.get("client_id") != client_id
@@ -70,9 +77,8 @@ def cached_token(
             or "ext_cache_key" in entry
         ):
             continue
-        target = entry.get("target")
         secret = entry.get("secret")
-        if not isinstance(target, str) or not isinstance(secret, str) or not secret:
+        if not isinstance(secret, str) or not secret:
             continue
         granted = target.split()
         if any(scope not in granted for scope in scopes):
@@ -94,13 +100,6 @@ def cached_token(
             "scopes": granted,
         }
     return None
-
-
-def _candidates(first: Any, entries: Iterable[Any]) -> Iterator[Any]:
-    """The entry under the exact key first (MSAL's own preference), then every entry."""
-    if first is not None:
-        yield first
-    yield from entries
 
 
 def trimmed(cache: Mapping[str, Any], now: float, *, scope_free_refresh: bool = True) -> Cache:
