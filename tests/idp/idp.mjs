@@ -27,11 +27,30 @@
 //                             body instead, with `status` or 200, e.g. an HTML page for a JSON endpoint
 //   DELETE /__fault           clears every fault
 //   POST /__revoke            drops every refresh token (as if they had expired)
+//   POST /__keys/rotate       a new signing key signs everything from then on; older keys stay in
+//                             jwks_uri. Answers {kid (signing now), kids (published)}; GET only reports
+//   POST /__mint              {"claims": {...}, "header": {...}, "kid": "local-key-1"} -> {"token": JWT}
+//                             signed RS256 with the current key (or the one named); `header` is merged
+//                             over {alg: RS256, typ: JWT, kid}. For tests of token validation.
+//
+// Web APIs, switched on by the config key `apis` (without it the provider is as described above):
+//   apis: [{client_id, scopes: ["Secret"], identifier_uri?, access_token_version?}]
+//     An app registration exposing scopes. identifier_uri defaults to api://<client_id>;
+//     access_token_version 1 gives v1 tokens (the manifest's accessTokenAcceptedVersion), default 2.
+//     A sign-in or refresh for "api://<id>/Secret", "<id>/Secret" or "<id>/.default" gets an
+//     Entra-shaped RS256 JWT access token. Every client may also use client credentials
+//     ("<api>/.default": an app-only token with the client's app roles) and on-behalf-of
+//     (grant_type urn:ietf:params:oauth:grant-type:jwt-bearer, requested_token_use=on_behalf_of).
+//   On a client: app_roles ({"<api client id>": ["Jobs.Run"]}, or a list for every API) and
+//     service_principal_id (oid and sub of its app-only tokens; default derived from client_id).
+//     A client without redirect_uris is a daemon: no sign-in, only client credentials and OBO.
+//   GET <origin>/organizations/v2.0/.well-known/openid-configuration (and /common/...): the
+//     tenant's discovery document with Entra's multi-tenant issuer <origin>/{tenantid}/v2.0.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const defaults = {
   host: '127.0.0.1',
@@ -44,19 +63,29 @@ const defaults = {
   extraScopes: ['User.Read'],
   clients: [],
   users: {},
+  apis: [],
 };
 const cfg = { ...defaults, ...(process.argv[2] ? JSON.parse(fs.readFileSync(process.argv[2], 'utf8')) : {}) };
 const origin = `${cfg.tls ? 'https' : 'http'}://${cfg.host}:${cfg.port}`;
 const browserOrigin = cfg.browserPort ? `http://${cfg.host}:${cfg.browserPort}` : null;
 
-const privateJwk = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
-const jwks = { keys: [{ ...privateJwk, kid: 'local-key-1', use: 'sig', alg: 'RS256' }] };
+const newSigningKey = (kid) => ({
+  ...crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }),
+  kid,
+  use: 'sig',
+  alg: 'RS256',
+});
+// The signing keys, newest first: the first signs, all are published at jwks_uri (see rotateKeys).
+const signingKeys = [newSigningKey('local-key-1')];
 const accessTokenTtlByClient = new Map(cfg.clients.map((c) => [c.client_id, c.access_token_ttl]));
+const accessTokenTtl = (clientId) => accessTokenTtlByClient.get(clientId) ?? cfg.accessTokenTtl;
+
+const guidFrom = (text) => crypto.createHash('sha256').update(text).digest('hex')
+  .replace(/^(.{8})(.{4})(.{4})(.{4})(.{12}).*$/, '$1-$2-$3-$4-$5');
 
 // Any login and password are accepted; the login becomes `sub`, the other claims derive from it.
 function claimsFor(login) {
-  const oid = crypto.createHash('sha256').update(login).digest('hex')
-    .replace(/^(.{8})(.{4})(.{4})(.{4})(.{12}).*$/, '$1-$2-$3-$4-$5');
+  const oid = guidFrom(login);
   const username = login.includes('@') ? login : `${login}@example.test`;
   const name = login.split('@')[0].replace(/^./, (c) => c.toUpperCase());
   return {
@@ -246,15 +275,251 @@ async function widenToGrant(provider, value) {
   await refreshToken.save();
 }
 
+// ---- JWTs this provider signs and checks itself (API access tokens, OBO assertions, /__mint) ----
+
+const base64urlJson = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+
+// RS256 with `key` (the current signing key unless told), so it validates against jwks_uri.
+function signJwt(payload, { header = {}, key = signingKeys[0] } = {}) {
+  const input = `${base64urlJson({ alg: 'RS256', typ: 'JWT', kid: key.kid, ...header })}.${base64urlJson(payload)}`;
+  const signature = crypto.sign('sha256', Buffer.from(input), crypto.createPrivateKey({ key, format: 'jwk' }));
+  return `${input}.${signature.toString('base64url')}`;
+}
+
+// The claims of a JWT signed by one of this provider's keys (any still published), within its
+// nbf and exp; throws an Error saying why not.
+function verifyOwnJwt(token) {
+  const [header64, payload64, signature64, more] = String(token).split('.');
+  if (!signature64 || more !== undefined) throw new Error('not a signed JWT');
+  let header;
+  let payload;
+  try {
+    header = JSON.parse(Buffer.from(header64, 'base64url').toString());
+    payload = JSON.parse(Buffer.from(payload64, 'base64url').toString());
+  } catch {
+    throw new Error('not a JWT');
+  }
+  const key = signingKeys.find((k) => k.kid === header.kid);
+  if (header.alg !== 'RS256' || !key) throw new Error(`not signed by this provider (alg ${header.alg}, kid ${header.kid})`);
+  const signed = Buffer.from(`${header64}.${payload64}`);
+  if (!crypto.verify('sha256', signed, crypto.createPublicKey({ key, format: 'jwk' }), Buffer.from(signature64, 'base64url'))) {
+    throw new Error('bad signature');
+  }
+  const now = Math.floor(Date.now() / 1000);
+  if (!(payload.exp > now)) throw new Error('expired');
+  if (payload.nbf > now) throw new Error('not yet valid');
+  return payload;
+}
+
+// An OAuth error answer with Entra's kind of description.
+function entraError(error, description) {
+  return new errors.CustomOIDCProviderError(error, description);
+}
+
+// ---- APIs (config `apis`): Entra-shaped access tokens ----
+// oidc-provider still authenticates clients, checks codes, PKCE and refresh tokens, and issues id
+// tokens and refresh tokens; the access token for an API is minted here and put into its token
+// answer. oidc-provider's resource indicators are not used: MSAL sends scopes, never `resource`;
+// Entra's refresh tokens serve any API; and Entra's claims (scp, azp, ver, v1 iss and aud) are not
+// RFC 9068's. Client credentials and on-behalf-of are grant handlers of their own.
+
+const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const tenantIssuer = `${origin}/${cfg.tid}/v2.0`; // Entra's https://login.microsoftonline.com/<tid>/v2.0
+const v1Issuer = `https://sts.windows.net/${cfg.tid}/`;
+const apis = cfg.apis.map((api) => ({
+  scopes: [], access_token_version: 2, identifier_uri: `api://${api.client_id}`, ...api,
+}));
+// Every spelling MSAL may send is declared as a scope, or oidc-provider drops it from the grant,
+// the code and the refresh token.
+const apiScopeNames = apis.flatMap((api) => [api.identifier_uri, api.client_id]
+  .flatMap((prefix) => [...api.scopes, '.default'].map((name) => `${prefix}/${name}`)));
+const clientsById = new Map(cfg.clients.map((c) => [c.client_id, c]));
+const OIDC_SCOPES = ['openid', 'profile', 'email', 'offline_access'];
+const otherThanOidc = (scope) => (scope || '').split(' ').filter((s) => s && !OIDC_SCOPES.includes(s));
+
+// "api://<id>/Secret", "<id>/Secret", "<id>/.default" -> {api, prefix, name}; undefined for others.
+function parseApiScope(scope) {
+  for (const api of apis) {
+    for (const prefix of [api.identifier_uri, api.client_id]) {
+      if (scope.startsWith(`${prefix}/`)) return { api, prefix, name: scope.slice(prefix.length + 1) };
+    }
+  }
+  return undefined;
+}
+
+// The API scopes among `scopes`: undefined if none; {error} if they name two APIs or a scope
+// the API does not expose; else {api, prefix, requested (as sent), scp (short names), onlyDefault}.
+function resolveApiScopes(scopes) {
+  const found = scopes.map(parseApiScope).filter(Boolean);
+  if (!found.length) return undefined;
+  const { api, prefix } = found[0];
+  if (found.some((f) => f.api !== api)) {
+    return { error: `AADSTS28000: Provided value for the input parameter scope is not valid because it contains more than one resource. Scope ${scopes.join(' ')} is not valid.` };
+  }
+  const unknown = found.find((f) => f.name !== '.default' && !api.scopes.includes(f.name));
+  if (unknown) {
+    return { error: `AADSTS70011: The provided value for the input parameter 'scope' is not valid. The scope ${unknown.prefix}/${unknown.name} is not valid.` };
+  }
+  return {
+    api,
+    prefix,
+    requested: [...new Set(found.map((f) => `${f.prefix}/${f.name}`))],
+    scp: found.some((f) => f.name === '.default') ? api.scopes : [...new Set(found.map((f) => f.name))],
+    onlyDefault: found.every((f) => f.name === '.default'),
+  };
+}
+
+function appRolesFor(clientId, api) {
+  const roles = clientsById.get(clientId)?.app_roles;
+  return (Array.isArray(roles) ? roles : roles?.[api.client_id]) || [];
+}
+
+const servicePrincipalOf = (clientId) => clientsById.get(clientId)?.service_principal_id || guidFrom(`sp:${clientId}`);
+
+// How the client authenticated, as azpacr/appidacr say it: 0 public, 1 secret, 2 certificate.
+function authenticatedBy(client) {
+  if (client.clientAuthMethod === 'none') return '0';
+  return client.clientAuthMethod === 'private_key_jwt' ? '2' : '1';
+}
+
+// An access token for `api` shaped as Entra's: delegated (`user`, claims of the signed-in user,
+// and `scp`) or app-only (`servicePrincipal` and `roles`).
+function apiAccessToken({ api, prefix, azp, azpacr, ttl, user, scp, servicePrincipal, roles = [] }) {
+  const now = Math.floor(Date.now() / 1000);
+  const v1 = api.access_token_version === 1;
+  const claims = {
+    aud: v1 ? prefix : api.client_id, // v2: the API's client id; v1: the resource as asked for
+    iss: v1 ? v1Issuer : tenantIssuer,
+    iat: now,
+    nbf: now,
+    exp: now + ttl,
+    ...(v1 ? { appid: azp, appidacr: azpacr } : { azp, azpacr }),
+  };
+  if (user) {
+    Object.assign(claims, { name: user.name, oid: user.oid, scp: scp.join(' '), sub: user.sub, tid: user.tid });
+    if (v1) {
+      Object.assign(claims, {
+        family_name: user.family_name,
+        given_name: user.given_name,
+        unique_name: user.preferred_username,
+        upn: user.preferred_username,
+      });
+    } else {
+      claims.preferred_username = user.preferred_username;
+    }
+  } else {
+    Object.assign(claims, {
+      idtyp: 'app', oid: servicePrincipal, ...(roles.length ? { roles } : {}), sub: servicePrincipal, tid: cfg.tid,
+    });
+  }
+  return signJwt({ ...claims, uti: crypto.randomBytes(16).toString('base64url'), ver: v1 ? '1.0' : '2.0' });
+}
+
+// grant_type=client_credentials (MSAL's acquire_token_for_client) with scope "<api>/.default":
+// an app-only token with the app roles the client has on that API; no scp.
+async function clientCredentialsGrant(ctx, next) {
+  const { client } = ctx.oidc;
+  const scopes = otherThanOidc(ctx.oidc.params.scope);
+  const asked = resolveApiScopes(scopes);
+  if (asked?.error) throw entraError('invalid_scope', asked.error);
+  if (!asked && scopes.length && scopes.every((s) => s.endsWith('/.default'))) {
+    const resource = scopes[0].slice(0, -'/.default'.length);
+    throw entraError('invalid_scope', `AADSTS500011: The resource principal named ${resource} was not found in the tenant named ${cfg.tid}.`);
+  }
+  if (!asked || !asked.onlyDefault || asked.requested.length !== scopes.length) {
+    throw entraError('invalid_scope', `AADSTS1002012: The provided value for scope ${scopes.join(' ')} is not valid. `
+      + 'Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).');
+  }
+  const ttl = accessTokenTtl(client.clientId);
+  ctx.body = { // no scope, as Entra answers
+    token_type: 'Bearer',
+    expires_in: ttl,
+    ext_expires_in: ttl,
+    access_token: apiAccessToken({
+      api: asked.api,
+      prefix: asked.prefix,
+      azp: client.clientId,
+      azpacr: authenticatedBy(client),
+      ttl,
+      servicePrincipal: servicePrincipalOf(client.clientId),
+      roles: appRolesFor(client.clientId, asked.api),
+    }),
+  };
+  await next();
+}
+
+// grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer with requested_token_use=on_behalf_of
+// (MSAL's acquire_token_on_behalf_of): the client is the middle API, `assertion` the user's access
+// token for it; the answer is a token for the downstream API, same user, azp = the middle API.
+// No refresh token and no id token.
+async function onBehalfOfGrant(ctx, next) {
+  const { client, params } = ctx.oidc;
+  if (params.requested_token_use !== 'on_behalf_of') {
+    throw entraError('invalid_request', "AADSTS900144: The request body must contain the parameter 'requested_token_use' set to on_behalf_of.");
+  }
+  if (!params.assertion) throw entraError('invalid_request', "AADSTS900144: The request body must contain the parameter 'assertion'.");
+  const refuse = (why) => entraError('invalid_grant', `AADSTS50013: ${why}`);
+  let incoming;
+  try {
+    incoming = verifyOwnJwt(params.assertion);
+  } catch (e) {
+    throw refuse(`Assertion failed signature validation or is invalid: ${e.message}.`);
+  }
+  if (![tenantIssuer, v1Issuer].includes(incoming.iss) || incoming.tid !== cfg.tid) {
+    throw refuse(`Assertion issuer ${incoming.iss} (tenant ${incoming.tid}) is not tenant ${cfg.tid}.`);
+  }
+  const ownApi = apis.find((api) => api.client_id === client.clientId);
+  const audiences = [client.clientId, ...(ownApi ? [ownApi.identifier_uri] : [])];
+  if (!audiences.includes(incoming.aud)) {
+    throw refuse(`Assertion audience ${incoming.aud} does not match the client ${client.clientId} presenting it.`);
+  }
+  if (incoming.idtyp === 'app' || !incoming.scp) {
+    throw refuse('Assertion is not a delegated access token (it is app-only, or has no scp): on-behalf-of needs the user\'s token.');
+  }
+  const asked = resolveApiScopes(otherThanOidc(params.scope));
+  if (!asked || asked.error) {
+    throw entraError('invalid_scope', asked?.error || `AADSTS70011: The provided value for the input parameter 'scope' is not valid. The scope ${params.scope} is not valid.`);
+  }
+  // The user as the assertion names them.
+  const user = { ...claimsFor(incoming.sub), tid: incoming.tid };
+  for (const claim of ['oid', 'name', 'given_name', 'family_name', 'preferred_username']) {
+    if (incoming[claim] !== undefined) user[claim] = incoming[claim];
+  }
+  if (incoming.preferred_username === undefined && incoming.upn !== undefined) user.preferred_username = incoming.upn;
+  const ttl = accessTokenTtl(client.clientId);
+  ctx.body = {
+    token_type: 'Bearer',
+    scope: asked.requested.join(' '),
+    expires_in: ttl,
+    ext_expires_in: ttl,
+    access_token: apiAccessToken({
+      api: asked.api, prefix: asked.prefix, azp: client.clientId, azpacr: authenticatedBy(client), ttl, user, scp: asked.scp,
+    }),
+  };
+  await next();
+}
+
+// oidc-provider's metadata for a client of the config (without the keys only this script reads).
+function clientMetadata({ access_token_ttl: _ttl, app_roles: _roles, service_principal_id: _sp, ...client }) {
+  // Entra lets any confidential client use client credentials and on-behalf-of; with `apis` so do we.
+  const apiGrants = apis.length ? ['client_credentials', JWT_BEARER] : [];
+  if (apis.length && !client.redirect_uris) { // a daemon: no sign-in
+    return {
+      grant_types: apiGrants, response_types: [], token_endpoint_auth_method: 'client_secret_post', ...client,
+    };
+  }
+  return {
+    grant_types: ['authorization_code', 'refresh_token', ...apiGrants],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_post', // MSAL sends the secret in the body
+    ...client,
+  };
+}
+
 function mountProvider(mount, index) {
   const provider = new Provider(`${origin}${mount}/v2.0`, {
-    clients: cfg.clients.map(({ access_token_ttl: _ttl, ...client }) => ({
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'client_secret_post', // MSAL sends the secret in the body
-      ...client,
-    })),
-    jwks,
+    clients: cfg.clients.map(clientMetadata),
+    jwks: { keys: signingKeys.map((key) => ({ ...key })) }, // read once: see rotateKeys()
     adapter: MemoryAdapter,
     cookies: {
       keys: ['local-provider-cookie-key'],
@@ -263,7 +528,7 @@ function mountProvider(mount, index) {
       // the http browser listener cannot set Secure cookies. Every page is a top-level visit.
       long: { httpOnly: true, sameSite: 'lax' },
     },
-    scopes: ['openid', 'offline_access', 'profile', 'email', ...cfg.extraScopes],
+    scopes: ['openid', 'offline_access', 'profile', 'email', ...cfg.extraScopes, ...apiScopeNames],
     claims: {
       openid: ['sub', 'oid', 'tid'],
       profile: ['name', 'preferred_username', 'given_name', 'family_name', 'roles', 'groups'],
@@ -290,7 +555,7 @@ function mountProvider(mount, index) {
     pkce: { required: () => true },
     clockTolerance: 0, // so a 5-second access token really expires after 5 seconds
     ttl: {
-      AccessToken: (ctx, token, client) => accessTokenTtlByClient.get(client?.clientId) ?? cfg.accessTokenTtl,
+      AccessToken: (ctx, token, client) => accessTokenTtl(client?.clientId),
       IdToken: 3600,
       RefreshToken: 14 * 24 * 3600,
       Interaction: 3600,
@@ -321,6 +586,11 @@ function mountProvider(mount, index) {
     },
   });
 
+  if (apis.length) { // Entra's app-only and on-behalf-of grants
+    provider.registerGrantType('client_credentials', clientCredentialsGrant, ['scope']);
+    provider.registerGrantType(JWT_BEARER, onBehalfOfGrant, ['assertion', 'scope', 'requested_token_use']);
+  }
+
   provider.use(async (ctx, next) => {
     // Entra's prompt values that oidc-provider refuses: select_account shows the login form
     // again, create is dropped.
@@ -332,25 +602,76 @@ function mountProvider(mount, index) {
       if (prompts.size) query.prompt = [...prompts].join(' '); else delete query.prompt;
       ctx.query = query;
     }
+    let grantType;
+    let apiScopesAsked; // a refresh for an API: minted after oidc-provider answered
     // MSAL sends offline_access again with every refresh; the refresh token never holds it here.
     if (ctx.method === 'POST' && ctx.path === '/oauth2/v2.0/token' && ctx.is('application/x-www-form-urlencoded')) {
       const chunks = [];
       for await (const chunk of ctx.req) chunks.push(chunk);
       const body = new URLSearchParams(Buffer.concat(chunks).toString());
-      if (body.get('grant_type') === 'refresh_token' && body.has('scope')) {
-        body.set('scope', body.get('scope').split(' ').filter((s) => s !== 'offline_access').join(' '));
+      grantType = body.get('grant_type');
+      if (grantType === 'refresh_token' && body.has('scope')) {
+        const scopes = body.get('scope').split(' ').filter((s) => s !== 'offline_access');
+        body.set('scope', scopes.join(' '));
+        // Entra's refresh tokens serve any API (every API here counts as admin-consented): the
+        // API scopes are taken out of oidc-provider's check and the token is minted below.
+        apiScopesAsked = apis.length ? resolveApiScopes(scopes) : undefined;
+        if (apiScopesAsked?.error) {
+          ctx.status = 400;
+          ctx.body = { error: 'invalid_scope', error_description: apiScopesAsked.error };
+          return;
+        }
+        if (apiScopesAsked) {
+          const rest = scopes.filter((s) => s && !parseApiScope(s));
+          if (rest.length) body.set('scope', rest.join(' ')); else body.delete('scope');
+        }
       }
-      if (body.get('grant_type') === 'refresh_token') await widenToGrant(provider, body.get('refresh_token'));
+      if (grantType === 'refresh_token') await widenToGrant(provider, body.get('refresh_token'));
       ctx.req.body = body.toString();
     }
     if (await interact(ctx, provider, mount)) return;
     await next();
+    if (ctx.req.multiTenantDiscovery && ctx.status === 200 && ctx.body?.issuer) {
+      ctx.body = { ...ctx.body, issuer: `${origin}/{tenantid}/v2.0` };
+    }
+    // A sign-in or refresh for an API: its Entra-shaped token instead of oidc-provider's opaque
+    // one, and `scope` with the API scopes as asked (MSAL files the token under them).
+    if (!apis.length || ctx.status !== 200 || !ctx.body?.access_token) return;
+    const asked = grantType === 'authorization_code'
+      ? resolveApiScopes((ctx.body.scope || '').split(' ')) : grantType === 'refresh_token' && apiScopesAsked;
+    if (!asked) return;
+    if (asked.error) {
+      ctx.status = 400;
+      ctx.body = { error: 'invalid_scope', error_description: asked.error };
+      return;
+    }
+    const { client } = ctx.oidc;
+    const ttl = accessTokenTtl(client.clientId);
+    ctx.body.access_token = apiAccessToken({
+      api: asked.api,
+      prefix: asked.prefix,
+      azp: client.clientId,
+      azpacr: authenticatedBy(client),
+      ttl,
+      user: claimsFor(ctx.oidc.entities.Account.accountId),
+      scp: asked.scp,
+    });
+    Object.assign(ctx.body, { scope: asked.requested.join(' '), expires_in: ttl });
   });
   provider.on('server_error', (ctx, err) => console.error('server_error', err));
   return { mount, provider, handle: provider.callback() };
 }
 
 const mounts = cfg.tenants.map(mountProvider);
+
+// A new signing key signs everything from now on (id tokens, API access tokens); the older ones
+// stay published, so tokens issued before still validate. oidc-provider reads its keys once, so
+// the providers are built again; sessions, codes, grants and refresh tokens live in `records` and
+// the cookie keys stay the same, so all of them carry over.
+function rotateKeys() {
+  signingKeys.unshift(newSigningKey(`local-key-${signingKeys.length + 1}`));
+  mounts.splice(0, mounts.length, ...cfg.tenants.map(mountProvider));
+}
 const requestLog = [];
 let faults = [];
 
@@ -381,6 +702,22 @@ async function helper(req, res, url) {
     if (req.method === 'DELETE') faults = [];
     else faults.push({ status: 0, delay: 0, times: 1, ...(await readJson(req)) });
     return sendJson(res, faults);
+  }
+  if (url.pathname === '/__keys/rotate') {
+    if (req.method === 'POST') rotateKeys();
+    return sendJson(res, { kid: signingKeys[0].kid, kids: signingKeys.map((k) => k.kid) });
+  }
+  if (url.pathname === '/__mint' && req.method === 'POST') {
+    const { claims, header, kid } = await readJson(req);
+    if (!claims || typeof claims !== 'object' || Array.isArray(claims)) {
+      return sendJson(res, { error: 'invalid_request', error_description: 'claims must be a JSON object' }, 400);
+    }
+    if (header !== undefined && (!header || typeof header !== 'object' || Array.isArray(header))) {
+      return sendJson(res, { error: 'invalid_request', error_description: 'header must be a JSON object' }, 400);
+    }
+    const key = kid === undefined ? signingKeys[0] : signingKeys.find((k) => k.kid === kid);
+    if (!key) return sendJson(res, { error: 'invalid_request', error_description: `no signing key ${kid}` }, 400);
+    return sendJson(res, { token: signJwt(claims, { header, key }) });
   }
   if (url.pathname === '/__revoke') {
     let dropped = 0;
@@ -414,6 +751,17 @@ async function route(req, res) {
     if (fault.status) {
       return sendJson(res, { error: 'server_error', error_description: 'injected fault' }, fault.status);
     }
+  }
+
+  // Entra's multi-tenant discovery: the tenant's document, with the issuer as a template.
+  if (/^\/(organizations|common)\/v2\.0\/\.well-known\/openid-configuration$/.test(url.pathname)) {
+    const tenant = mounts.find((m) => m.mount === `/${cfg.tid}`) || mounts[0];
+    const rest = `/.well-known/openid-configuration${url.search}`;
+    req.multiTenantDiscovery = true;
+    req.originalUrl = tenant.mount + rest;
+    req.baseUrl = tenant.mount;
+    req.url = rest;
+    return tenant.handle(req, res);
   }
 
   const target = mounts.find((m) => url.pathname === m.mount || url.pathname.startsWith(`${m.mount}/`));

@@ -20,6 +20,15 @@ provider), :meth:`~LocalProvider.sign_in` (the user on the provider's pages) and
 With ``browser_port`` it also serves the pages a browser visits over plain http
 (:attr:`LocalProvider.browser_origin`), so a real browser reaches them without
 trusting the throw-away CA; metadata and tokens stay on https.
+
+It also plays Entra for web APIs: the APIs below (:data:`API_CLIENT_ID`...) get
+Entra-shaped JWT access tokens from a sign-in (:meth:`LocalProvider.user_token`),
+from client credentials (:meth:`LocalProvider.app_token`) and on-behalf-of; its
+signing key can be rotated (:meth:`LocalProvider.rotate_keys`) and any token can
+be signed with it (:meth:`LocalProvider.mint`)::
+
+    token = provider.user_token("alice", [f"api://{API_CLIENT_ID}/Secret"])
+    daemon = provider.app_token(DAEMON_CLIENT_ID, DAEMON_SECRET, f"api://{API_CLIENT_ID}/.default")
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from urllib.parse import parse_qsl, quote, urljoin, urlsplit
 import requests
 
 if TYPE_CHECKING:
+    import msal
     from werkzeug.test import Client
 
 #: The browser's side of an app: a ``requests`` session for an app on a port, or
@@ -62,6 +72,31 @@ SHORT_CLIENT_ID = "short-lived-client"
 #: 5-minute expiry margin makes it refresh them.
 MEDIUM_CLIENT_ID = "medium-lived-client"
 MEDIUM_TOKEN_SECONDS = 400
+
+# Web APIs, as app registrations exposing scopes. Their access tokens are JWTs as Entra's.
+#: An API taking v2 tokens (aud: its client id), scopes Secret and Todo.Read.
+API_CLIENT_ID = "bbbbbbbb-0000-4000-8000-000000000002"
+API_SCOPES = ["Secret", "Todo.Read"]
+#: An API taking v1 tokens (aud: api://<id>, iss: sts.windows.net), scope Secret.
+API_V1_CLIENT_ID = "bbbbbbbb-0000-4000-8000-000000000003"
+#: An API that calls another on behalf of its caller (scope access_as_user); also a
+#: confidential client, for on-behalf-of and client credentials.
+MIDDLE_API_CLIENT_ID = "cccccccc-0000-4000-8000-000000000004"
+MIDDLE_API_SECRET = "middle-api-secret-0123456789"
+MIDDLE_API_SERVICE_PRINCIPAL_ID = "cccccccc-5555-4000-8000-000000000004"
+#: The API the middle one calls, scope Data.Read.
+DOWNSTREAM_API_CLIENT_ID = "dddddddd-0000-4000-8000-000000000005"
+#: A daemon (client credentials only) with the app role Jobs.Run on API_CLIENT_ID.
+DAEMON_CLIENT_ID = "eeeeeeee-0000-4000-8000-000000000006"
+DAEMON_SECRET = "daemon-secret-0123456789"
+DAEMON_SERVICE_PRINCIPAL_ID = "eeeeeeee-5555-4000-8000-000000000006"
+DAEMON_APP_ROLES = {API_CLIENT_ID: ["Jobs.Run"]}
+#: A daemon with no app role anywhere.
+DAEMON_NO_ROLES_CLIENT_ID = "ffffffff-0000-4000-8000-000000000007"
+DAEMON_NO_ROLES_SECRET = "daemon-no-roles-secret-0123456789"
+DAEMON_NO_ROLES_SERVICE_PRINCIPAL_ID = "ffffffff-5555-4000-8000-000000000007"
+#: The issuer of v1 access tokens; v2 ones have :attr:`LocalProvider.oidc_authority`.
+V1_ISSUER = f"https://sts.windows.net/{TENANT_ID}/"
 
 
 def free_port() -> int:
@@ -183,6 +218,21 @@ class LocalProvider:
     def userinfo_endpoint(self) -> str:
         return f"{self.origin}/{TENANT_ID}/openid/userinfo"
 
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.entra_authority}/oauth2/v2.0/token"
+
+    @property
+    def jwks_uri(self) -> str:
+        """Where the tenant's discovery document says its signing keys are."""
+        return f"{self.entra_authority}/discovery/v2.0/keys"
+
+    @property
+    def organizations_authority(self) -> str:
+        """Entra's multi-tenant authority: its discovery document has the issuer
+        ``<origin>/{tenantid}/v2.0``, a template, and the tenant's ``jwks_uri``."""
+        return f"{self.origin}/organizations"
+
     def browser_url(self, url: str) -> str:
         """``url`` moved from :attr:`origin` to :attr:`browser_origin`; any other URL as it is."""
         if url.startswith(self.origin + "/"):
@@ -206,12 +256,36 @@ class LocalProvider:
             out.write(b"\n")
             out.write(self.ca_path.read_bytes())
 
-    def config(self) -> dict[str, Any]:
+    def clients(self) -> list[dict[str, Any]]:
+        """The registered clients, as the provider's config has them."""
         client = {
             "client_secret": CLIENT_SECRET,
             "redirect_uris": self.redirect_uris,
             "post_logout_redirect_uris": self.post_logout_redirect_uris,
         }
+        return [
+            {"client_id": CLIENT_ID, **client},
+            {"client_id": SHORT_CLIENT_ID, **client, "access_token_ttl": 5},
+            {"client_id": MEDIUM_CLIENT_ID, **client, "access_token_ttl": MEDIUM_TOKEN_SECONDS},
+            {
+                "client_id": MIDDLE_API_CLIENT_ID,
+                "client_secret": MIDDLE_API_SECRET,
+                "service_principal_id": MIDDLE_API_SERVICE_PRINCIPAL_ID,
+            },
+            {
+                "client_id": DAEMON_CLIENT_ID,
+                "client_secret": DAEMON_SECRET,
+                "service_principal_id": DAEMON_SERVICE_PRINCIPAL_ID,
+                "app_roles": DAEMON_APP_ROLES,
+            },
+            {
+                "client_id": DAEMON_NO_ROLES_CLIENT_ID,
+                "client_secret": DAEMON_NO_ROLES_SECRET,
+                "service_principal_id": DAEMON_NO_ROLES_SERVICE_PRINCIPAL_ID,
+            },
+        ]
+
+    def config(self) -> dict[str, Any]:
         return {
             "host": "127.0.0.1",
             "port": self.port,
@@ -229,10 +303,12 @@ class LocalProvider:
             "tid": TENANT_ID,
             "accessTokenTtl": 3600,
             "extraScopes": ["User.Read", "Files.Read", "api://local/access"],
-            "clients": [
-                {"client_id": CLIENT_ID, **client},
-                {"client_id": SHORT_CLIENT_ID, **client, "access_token_ttl": 5},
-                {"client_id": MEDIUM_CLIENT_ID, **client, "access_token_ttl": MEDIUM_TOKEN_SECONDS},
+            "clients": self.clients(),
+            "apis": [
+                {"client_id": API_CLIENT_ID, "scopes": API_SCOPES},
+                {"client_id": API_V1_CLIENT_ID, "scopes": ["Secret"], "access_token_version": 1},
+                {"client_id": MIDDLE_API_CLIENT_ID, "scopes": ["access_as_user"]},
+                {"client_id": DOWNSTREAM_API_CLIENT_ID, "scopes": ["Data.Read"]},
             ],
             "users": self.users,
             **({"browserPort": self.browser_port} if self.browser_port is not None else {}),
@@ -312,6 +388,118 @@ class LocalProvider:
     def revoke_refresh_tokens(self) -> int:
         """Drop every refresh token, as if they had expired."""
         return int(self._call("POST", "/__revoke")["dropped"])
+
+    def http(self) -> requests.Session:
+        """A session for the provider's back channel that trusts :attr:`ca_bundle`
+        whatever ``REQUESTS_CA_BUNDLE`` says."""
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = str(self.ca_bundle)
+        return session
+
+    def rotate_keys(self) -> str:
+        """Add a signing key that signs every token from now on; the older keys stay
+        published at :attr:`jwks_uri`. Returns the new key's ``kid``."""
+        return str(self._call("POST", "/__keys/rotate")["kid"])
+
+    def jwks(self) -> dict[str, Any]:
+        """The published signing keys (:attr:`jwks_uri`)."""
+        with self.http() as http:
+            response = http.get(self.jwks_uri, timeout=10)
+        response.raise_for_status()
+        keys: dict[str, Any] = response.json()
+        return keys
+
+    def key_ids(self) -> list[str]:
+        """The ``kid`` of every published signing key, the one signing now first. Asked of
+        a test hook, so it is not in :meth:`log` as a fetch of :attr:`jwks_uri` would be."""
+        return [str(kid) for kid in self._call("GET", "/__keys/rotate")["kids"]]
+
+    def mint(self, claims: dict[str, Any], *, header: dict[str, Any] | None = None, kid: str | None = None) -> str:
+        """A JWT with ``claims`` signed RS256 by the provider's current key (or key ``kid``),
+        for claims a real provider would never give (expired, another audience...).
+
+        :param header: merged over ``{"alg": "RS256", "typ": "JWT", "kid": ...}``; the
+            signature stays RS256 by the provider's key whatever it says.
+        """
+        body: dict[str, Any] = {"claims": claims}
+        if header is not None:
+            body["header"] = header
+        if kid is not None:
+            body["kid"] = kid
+        return str(self._call("POST", "/__mint", json=body)["token"])
+
+    def app_token(self, client_id: str, secret: str, scope: str) -> dict[str, Any]:
+        """Client credentials by a plain POST to the token endpoint: the provider's JSON
+        answer, an error one included (``scope`` is e.g. ``api://<api>/.default``)."""
+        data = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret, "scope": scope}
+        with self.http() as http:
+            answer: dict[str, Any] = http.post(self.token_endpoint, data=data, timeout=10).json()
+        return answer
+
+    def msal_app(
+        self,
+        client_id: str = CLIENT_ID,
+        client_secret: str = CLIENT_SECRET,
+        *,
+        token_cache: msal.TokenCache | None = None,
+    ) -> msal.ConfidentialClientApplication:
+        """MSAL's confidential client for ``client_id`` at :attr:`entra_authority`, trusting
+        :attr:`ca_bundle`."""
+        import msal
+
+        return msal.ConfidentialClientApplication(
+            client_id,
+            client_credential=client_secret,
+            authority=self.entra_authority,
+            instance_discovery=False,
+            http_client=self.http(),
+            token_cache=token_cache,
+        )
+
+    def sign_in_with_msal(
+        self,
+        app: msal.ConfidentialClientApplication,
+        login: str,
+        scopes: Iterable[str],
+        *,
+        browser: requests.Session | None = None,
+    ) -> dict[str, Any]:
+        """A user's sign-in to ``app`` by MSAL's auth code flow, without a browser: the flow
+        starts with the client's first registered redirect URI (``form_post``), :meth:`sign_in`
+        plays the user, and the code is redeemed. Returns MSAL's result (with an ``error`` if the
+        provider refused).
+
+        :param browser: the user's session with this provider, for single sign-on.
+        """
+        client = next((c for c in self.clients() if c["client_id"] == app.client_id), None)
+        if client is None or not client.get("redirect_uris"):
+            raise ValueError(f"{app.client_id} has no redirect URI: users cannot sign in to it")
+        # form_post, which MSAL asks for; sign_in() gives the posted fields as a query.
+        flow = app.initiate_auth_code_flow(
+            list(scopes), redirect_uri=client["redirect_uris"][0], response_mode="form_post"
+        )
+        callback = self.sign_in(flow["auth_uri"], login=login, browser=browser)
+        result: dict[str, Any] = app.acquire_token_by_auth_code_flow(flow, query_of(callback))
+        return result
+
+    def user_token(
+        self,
+        login: str,
+        scopes: Iterable[str],
+        *,
+        client_id: str = CLIENT_ID,
+        client_secret: str = CLIENT_SECRET,
+    ) -> str:
+        """The access token a user signed in to ``client_id`` gets for ``scopes`` (e.g.
+        ``[f"api://{API_CLIENT_ID}/Secret"]``), by a real auth code flow (:meth:`sign_in_with_msal`).
+
+        :raises RuntimeError: the provider gave no access token.
+        """
+        result = self.sign_in_with_msal(self.msal_app(client_id, client_secret), login, scopes)
+        if "access_token" not in result:
+            raise RuntimeError(f"No access token for {login}: {result.get('error')} {result.get('error_description')}")
+        return str(result["access_token"])
 
     def browser(self) -> requests.Session:
         """A session playing the user's browser at this provider: its own cookies, and
