@@ -1,8 +1,11 @@
 """Sign users in to Flask apps with Microsoft Entra ID, External ID, Azure AD B2C
 or any OpenID Connect provider, and get access tokens for the APIs they call."""
 
+from .api import ApiAuth
 from .errors import (
     AccessDenied,
+    BearerTokenError,
+    ClaimsChallenge,
     ConfigurationError,
     IdentityError,
     NotSignedIn,
@@ -21,7 +24,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied",
+    "ApiAuth",
     "Auth",
+    "BearerTokenError",
+    "ClaimsChallenge",
     "ConfigurationError",
     "IdentityError",
     "NotSignedIn",

@@ -11,6 +11,7 @@ from flask import current_app, has_request_context, request, url_for
 
 from .client import IdentityClient
 from .config import Authority, Settings
+from .downstream import Downstream
 from .errors import ConfigurationError
 from .pending import PendingSignIns
 from .redirects import current_path
@@ -33,6 +34,14 @@ class AppState:
         self.settings = settings
         #: Talks to the provider; one per app and process.
         self.client = IdentityClient(settings)
+        #: Tokens for the app itself, to call further APIs (client credentials).
+        self.downstream = Downstream(
+            settings.client_id,
+            settings.client_credential,
+            settings.authority,
+            instance_discovery=settings.instance_discovery,
+            timeout=settings.timeout,
+        )
         #: The sign-ins each browser has started and not finished.
         self.pending = PendingSignIns(ttl=settings.sign_in_timeout, keep=settings.max_pending_sign_ins)
         self._known_scopes: frozenset[str] | None = None
@@ -86,9 +95,16 @@ class AppState:
             return self.settings.redirect_uri
         return self.origin() + url_for("identity.auth_response")
 
-    def login_url(self, next_url: str | None = None, scopes: Iterable[str] = (), kind: str = "sign_in") -> str:
-        """The URL of the login view, which sends the browser to the provider."""
+    def login_url(
+        self, next_url: str | None = None, scopes: Iterable[str] = (), kind: str = "sign_in", claims: str | None = None
+    ) -> str:
+        """The URL of the login view, which sends the browser to the provider.
+
+        :param claims: a claims request (base64 of its JSON) to sign in with.
+        """
         args: dict[str, str] = {}
+        if claims:
+            args["claims"] = claims
         if next_url:
             args["next"] = next_url
         scopes = list(scopes)

@@ -266,6 +266,7 @@ class IdentityClient:
         authority: Authority | None = None,
         prompt: str | None = None,
         response_mode: str | None = None,
+        claims: str | None = None,
     ) -> dict[str, Any]:
         """Begin an authorization code flow with PKCE, state and nonce.
 
@@ -282,6 +283,7 @@ class IdentityClient:
                 redirect_uri=redirect_uri,
                 prompt=prompt,
                 response_mode=response_mode if response_mode != "query" else None,
+                claims_challenge=claims,
             )
         return flow
 

@@ -139,12 +139,33 @@ class Settings:
         return "" if parent == "/" else parent
 
 
-def _pick(name: str, given: Mapping[str, Any], config: Mapping[str, Any]) -> Any:
+#: Settings of :class:`~identity_flask.ApiAuth`, with their defaults. The ones it
+#: shares with :class:`~identity_flask.Auth` mean the same and read the same keys.
+API_DEFAULTS: dict[str, Any] = {
+    "client_id": None,
+    "client_credential": None,
+    "authority": None,
+    "oidc_authority": None,
+    "b2c_tenant_name": None,
+    "b2c_signup_signin_user_flow": None,
+    "b2c_authority_host": None,
+    "instance_discovery": None,
+    "timeout": 10.0,
+    "allowed_tenants": (),
+    "app_id_uri": None,
+    "allowed_client_apps": (),
+    "clock_leeway": 60,
+}
+
+
+def _pick(
+    name: str, given: Mapping[str, Any], config: Mapping[str, Any], defaults: Mapping[str, Any] = DEFAULTS
+) -> Any:
     value = given.get(name)
     if value is None:
         value = config.get("IDENTITY_" + name.upper())
     if value is None or value == "":
-        value = DEFAULTS[name]
+        value = defaults[name]
     return value
 
 
@@ -433,4 +454,79 @@ def resolve(app: Flask, given: Mapping[str, Any]) -> Settings:
         instance_discovery=_as_optional_bool("instance_discovery", values["instance_discovery"]),
         store_outage_page=bool(_as_optional_bool("store_outage_page", values["store_outage_page"])),
         allowed_tenants=_as_tenants(values["allowed_tenants"]),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiSettings:
+    """The resolved settings of a web API protected by :class:`~identity_flask.ApiAuth`."""
+
+    #: The API's own application (client) id: tokens for it carry it as ``aud`` (v2).
+    client_id: str
+    #: Needed only to call further APIs (on behalf of the caller, or as the app).
+    client_credential: Any
+    authority: Authority
+    #: The API's Application ID URI: the ``aud`` of v1 tokens (``api://<client id>`` by default).
+    app_id_uri: str
+    timeout: float
+    instance_discovery: bool | None
+    allowed_tenants: tuple[str, ...]
+    #: Client ids allowed to call (``azp`` or ``appid``); empty: any client.
+    allowed_client_apps: tuple[str, ...]
+    #: Seconds of clock difference tolerated on ``exp``, ``nbf`` and ``iat``.
+    clock_leeway: int
+
+
+def resolve_api(config: Mapping[str, Any], given: Mapping[str, Any]) -> ApiSettings:
+    """Resolve and validate the settings of a web API.
+
+    :param config: the app's config (``IDENTITY_*`` keys), or ``{}`` without an app.
+    :param given: the arguments passed to :class:`~identity_flask.ApiAuth`.
+    :raises ConfigurationError: with the name of the setting to fix.
+    """
+    values = {name: _pick(name, given, config, API_DEFAULTS) for name in API_DEFAULTS}
+    for name in ("client_id", "authority", "oidc_authority", "b2c_tenant_name", "b2c_signup_signin_user_flow"):
+        value = values[name]
+        if value is not None and not isinstance(value, str):
+            raise ConfigurationError(f"{_key(name)} must be a string, got {value!r}.")
+    if not values["client_id"]:
+        raise ConfigurationError(
+            "No client id is configured for the API: ApiAuth() got no client_id and app.config has no "
+            "'IDENTITY_CLIENT_ID'. Give the Application (client) ID of the API's app registration: "
+            "tokens for the API carry it as their audience."
+        )
+    credential = values["client_credential"]
+    if credential is not None and not isinstance(credential, (str, Mapping)):
+        raise ConfigurationError(
+            f"{_key('client_credential')} must be a client secret (a string) or a certificate dict as MSAL "
+            f"takes it, got a {type(credential).__name__}."
+        )
+    if isinstance(credential, Mapping):
+        _check_certificate(credential)
+    authority, _edit, _reset = _authorities(
+        {**values, "b2c_edit_profile_user_flow": None, "b2c_reset_password_user_flow": None}
+    )
+    client_id = str(values["client_id"])
+    app_id_uri = values["app_id_uri"] or f"api://{client_id}"
+    if not isinstance(app_id_uri, str):
+        raise ConfigurationError(f"{_key('app_id_uri')} must be a string, got {app_id_uri!r}.")
+    leeway = values["clock_leeway"]
+    if isinstance(leeway, str) and leeway.strip().isdecimal():
+        leeway = int(leeway)
+    if not isinstance(leeway, int) or isinstance(leeway, bool) or not 0 <= leeway <= 600:
+        raise ConfigurationError(
+            f"{_key('clock_leeway')} must be a whole number of seconds from 0 to 600, got {leeway!r}."
+        )
+    return ApiSettings(
+        client_id=client_id,
+        client_credential=credential,
+        authority=authority,
+        app_id_uri=app_id_uri.rstrip("/"),
+        timeout=_as_seconds("timeout", values["timeout"]),
+        instance_discovery=_as_optional_bool("instance_discovery", values["instance_discovery"]),
+        allowed_tenants=_as_tenants(values["allowed_tenants"]),
+        allowed_client_apps=_as_words("allowed_client_apps", values["allowed_client_apps"])
+        if values["allowed_client_apps"]
+        else (),
+        clock_leeway=leeway,
     )

@@ -9,7 +9,9 @@ want HTML, a JSON body ``{"error": ..., "error_description": ...}``.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from typing import Any
 
 from flask import current_app, render_template
@@ -41,6 +43,8 @@ class IdentityError(HTTPException):
     title = "Sign-in failed"
     #: Headers sent with the error, besides the content type.
     extra_headers: tuple[tuple[str, str], ...] = ()
+    #: Answer in JSON whoever asks (set for errors met in a web API's views).
+    json_only = False
 
     def __init__(self, description: str | None = None, *, error: str | None = None) -> None:
         super().__init__(description)
@@ -65,7 +69,7 @@ class IdentityError(HTTPException):
         scope: dict[str, Any] | None = None,
     ) -> SansIOResponse:
         headers = [(k, v) for k, v in self.get_headers(environ, scope) if k.lower() != "content-type"]
-        if not wants_html():
+        if self.json_only or not wants_html():
             body = json.dumps(self.as_dict())
             return Response(body, self.status, [*headers, ("Content-Type", "application/json")])
         state = current_app.extensions.get("identity")
@@ -145,3 +149,127 @@ class ProviderUnavailable(IdentityError):
     error = "temporarily_unavailable"
     title = "The sign-in service is unavailable"
     extra_headers = (("Retry-After", "30"),)
+
+
+def _quoted(value: str) -> str:
+    """``value`` as an RFC 7235 quoted string (no line breaks)."""
+    text = " ".join(value.split())
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class BearerTokenError(IdentityError):
+    """A web API refused a request's bearer token: missing or not acceptable (401),
+    or lacking the scope, role or caller a view needs (403).
+
+    Always answered in JSON, with an RFC 6750 ``WWW-Authenticate: Bearer`` challenge.
+
+    :param realm: the challenge's realm (the API's Application ID URI).
+    :param scopes: the full scopes a client should request, for the challenge.
+    :param claims: a claims challenge to pass on to the caller (base64 JSON).
+    """
+
+    code = 401
+    error = "invalid_token"
+    title = "Unauthorized"
+
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        error: str | None = "invalid_token",
+        status: int = 401,
+        realm: str = "",
+        scopes: tuple[str, ...] = (),
+        claims: str | None = None,
+    ) -> None:
+        super().__init__(description, error=error or None)
+        self.code = status
+        self.has_error = error is not None
+        parts = [f"realm={_quoted(realm)}"]
+        if error is not None:
+            parts.append(f"error={_quoted(error)}")
+            if description:
+                parts.append(f"error_description={_quoted(description)}")
+        if scopes:
+            parts.append(f"scope={_quoted(' '.join(scopes))}")
+        if claims:
+            parts.append(f"claims={_quoted(claims)}")
+        self.extra_headers = (("WWW-Authenticate", "Bearer " + ", ".join(parts)),)
+
+    def as_dict(self) -> dict[str, Any]:
+        if not self.has_error:
+            return {"error": "unauthorized", "error_description": self.description}
+        return super().as_dict()
+
+    def get_response(  # type: ignore[override]
+        self,
+        environ: Any = None,
+        scope: dict[str, Any] | None = None,
+    ) -> SansIOResponse:
+        headers = [(k, v) for k, v in self.get_headers(environ, scope) if k.lower() != "content-type"]
+        return Response(json.dumps(self.as_dict()), self.status, [*headers, ("Content-Type", "application/json")])
+
+
+class ClaimsChallenge(IdentityError):
+    """A further API wants a token with more claims than the one it was given.
+
+    Microsoft Entra's continuous access evaluation and conditional access
+    answer ``401`` with ``WWW-Authenticate: Bearer error="insufficient_claims",
+    claims="<base64 JSON>"``. Raise this from a view (see :meth:`from_header`):
+    in a page, the browser goes through sign-in asking for those claims and
+    comes back to the same page; in a web API (:class:`~identity_flask.ApiAuth`),
+    the caller gets the challenge passed on.
+
+    :param claims: the claims request, as JSON text.
+    :param scopes: the scopes of the token the view needs again.
+    """
+
+    code = 401
+    error = "insufficient_claims"
+    title = "Sign-in required"
+
+    def __init__(self, claims: str, *, scopes: tuple[str, ...] | list[str] = ()) -> None:
+        super().__init__("The resource asks for a new sign-in that satisfies more conditions.")
+        self.claims = claims
+        self.scopes = tuple(scopes)
+        self.extra_headers = (
+            (
+                "WWW-Authenticate",
+                f'Bearer realm="", error="insufficient_claims", claims={_quoted(self.encoded())}',
+            ),
+        )
+
+    def encoded(self) -> str:
+        """The claims as the challenge carries them: base64 of the JSON text."""
+        return base64.b64encode(self.claims.encode()).decode()
+
+    @classmethod
+    def from_header(cls, www_authenticate: str, *, scopes: tuple[str, ...] | list[str] = ()) -> ClaimsChallenge | None:
+        """The claims challenge in a further API's ``WWW-Authenticate`` header, if it holds one.
+
+        :return: ``None`` unless the header says ``error="insufficient_claims"``
+            with a ``claims`` value that is base64 of a JSON object.
+        """
+        fields = dict(re.findall(r'([A-Za-z_]+)="([^"]*)"', www_authenticate or ""))
+        if fields.get("error") != "insufficient_claims" or not fields.get("claims"):
+            return None
+        claims = decode_claims(fields["claims"])
+        return None if claims is None else cls(claims, scopes=scopes)
+
+
+#: Longest claims request accepted, as JSON text.
+MAX_CLAIMS_LENGTH = 4096
+
+
+def decode_claims(value: str) -> str | None:
+    """The JSON text of a base64 (or base64url) claims request, or ``None`` if it is not one."""
+    if not value or len(value) > MAX_CLAIMS_LENGTH * 2:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(value.replace("+", "-").replace("/", "_") + "=" * (-len(value) % 4)).decode()
+        parsed = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(parsed, dict) or len(text) > MAX_CLAIMS_LENGTH:
+        return None
+    return json.dumps(parsed, separators=(",", ":"))

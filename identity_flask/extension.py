@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
@@ -16,7 +16,7 @@ from werkzeug.local import LocalProxy
 from . import authorization, config, session_data, signals
 from .app_state import VIEW_SCOPES_ATTR, AppState, current_app_state
 from .client import release_held
-from .errors import ConfigurationError, NotSignedIn, RoleRequired, TenantNotAllowed
+from .errors import ClaimsChallenge, ConfigurationError, NotSignedIn, RoleRequired, TenantNotAllowed
 from .negotiation import wants_html
 from .pending import PendingSignIns
 from .redirects import current_path
@@ -239,7 +239,10 @@ class Auth:
             if context is None:
                 reason = "signed_out" if session_data.get_user(session) is None else "consent_required"
                 return self.unauthorized(reason=reason, scopes=wanted)
-            return run(*args, context=context, **kwargs)
+            try:
+                return run(*args, context=context, **kwargs)
+            except ClaimsChallenge as challenge:
+                return self._sign_in_again(challenge, challenge.scopes or wanted)
 
         setattr(wrapper, VIEW_SCOPES_ATTR, wanted)  # the login view accepts these scopes
         return wrapper
@@ -260,6 +263,14 @@ class Auth:
             return {"user": user}
         token = state.client.token_for(session, scopes)
         return None if token is None else {"user": user, **token}
+
+    def _sign_in_again(self, challenge: ClaimsChallenge, scopes: Iterable[str]) -> ResponseReturnValue:
+        """A browser signs in again asking for the claims, and comes back here; an API caller gets the challenge."""
+        logger.info("A further API asked for more claims: the user signs in again")
+        if not wants_html():
+            return challenge.get_response()
+        login = current_app_state().login_url(next_url=current_path(), scopes=scopes, claims=challenge.encoded())
+        return redirect(login)
 
     def unauthorized(self, *, reason: str = "signed_out", scopes: Iterable[str] = ()) -> ResponseReturnValue:
         """Answer a request a protected view refused.
@@ -301,6 +312,17 @@ class Auth:
     def get_user(self) -> dict[str, Any] | None:
         """The signed-in user's id token claims, or ``None``."""
         return _current_user()
+
+    def get_app_token(self, scopes: Sequence[str]) -> dict[str, Any]:
+        """A token for the app itself to call an API (client credentials), cached process-wide.
+
+        :param scopes: usually ``["<resource>/.default"]``.
+        :return: ``access_token``, ``token_type``, ``expires_in`` and ``scopes``.
+        :raises ProviderError: the provider refused (say, no permission to that API).
+        """
+        if isinstance(scopes, str) or not scopes or not all(isinstance(s, str) and s for s in scopes):
+            raise ConfigurationError(f"get_app_token() takes a list of scopes, got {scopes!r}.")
+        return current_app_state().downstream.app_token(list(scopes))
 
     def get_edit_profile_url(self) -> str | None:
         """A link that takes a B2C user through the edit-profile user flow and back.

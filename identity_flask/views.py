@@ -21,7 +21,7 @@ from . import authorization, session_data, signals, tokens
 from .app_state import FLOW_KINDS, AppState, current_app_state
 from .client import TokenCache
 from .config import PROMPTS, Settings
-from .errors import AccessDenied, IdentityError, ProviderError, ProviderUnavailable, SignInError
+from .errors import AccessDenied, IdentityError, ProviderError, ProviderUnavailable, SignInError, decode_claims
 from .redaction import one_line
 from .redirects import safe_next
 from .session_store import regenerate
@@ -45,7 +45,9 @@ def make_blueprint(settings: Settings) -> Blueprint:
     return bp
 
 
-def _start(state: AppState, kind: str, next_url: str, scopes: list[str], prompt: str | None) -> Response:
+def _start(
+    state: AppState, kind: str, next_url: str, scopes: list[str], prompt: str | None, claims: str | None = None
+) -> Response:
     authority = state.authority(kind)
     settings = state.settings
     flow = state.client.start(
@@ -54,6 +56,7 @@ def _start(state: AppState, kind: str, next_url: str, scopes: list[str], prompt:
         authority=authority,
         prompt=prompt if kind == "sign_in" else None,
         response_mode=settings.response_mode,
+        claims=claims if kind == "sign_in" else None,
     )
     entry = {
         "flow": {k: v for k, v in flow.items() if k != "auth_uri"},
@@ -69,7 +72,8 @@ def login() -> Response:
 
     Query arguments: ``next`` (a path on this site to return to), ``scopes``
     (space-separated, each one a protected view asks for), ``flow``
-    (``edit_profile`` or ``reset_password`` for B2C) and ``prompt``.
+    (``edit_profile`` or ``reset_password`` for B2C), ``prompt`` and ``claims``
+    (a claims request, base64 JSON, from a :class:`~identity_flask.ClaimsChallenge`).
     """
     state = current_app_state()
     kind = request.args.get("flow", "sign_in")
@@ -82,7 +86,12 @@ def login() -> Response:
     prompt = request.args.get("prompt") or state.settings.prompt
     if prompt not in (None, *PROMPTS):
         raise SignInError("Unknown prompt value.")
-    return _start(state, kind, safe_next(request.args.get("next")), scopes, prompt)
+    claims = None
+    if "claims" in request.args:
+        claims = decode_claims(request.args["claims"])
+        if claims is None:
+            raise SignInError("The sign-in asked for claims that are not a JSON object.", error="invalid_request")
+    return _start(state, kind, safe_next(request.args.get("next")), scopes, prompt, claims)
 
 
 def _provider_error(state: AppState, params: Any, entry: dict[str, Any]) -> Response:
