@@ -9,7 +9,15 @@ from typing import Any
 from cachelib.file import FileSystemCache
 from flask import Flask, jsonify, render_template_string, request, session
 
-from identity_flask import Auth
+from identity_flask import Auth, ClaimsChallenge
+
+#: What a further API answers when it wants a token issued after a moment (base64 JSON claims).
+CAE_CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}'
+CAE_CHALLENGE = (
+    'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", '
+    'error="insufficient_claims", '
+    'claims="eyJhY2Nlc3NfdG9rZW4iOnsibmJmIjp7ImVzc2VudGlhbCI6dHJ1ZSwgInZhbHVlIjoiMTcwMDAwMDAwMCJ9fX0="'
+)
 
 PAGE = """<!DOCTYPE html><html><head><title>{{ title }}</title></head><body>
 <h1>{{ title }}</h1>
@@ -98,6 +106,16 @@ def create_app(
     @auth.login_required
     def whoami(*, context: dict[str, Any]) -> Any:
         return jsonify(sub=context["user"]["sub"], name=context["user"].get("name"))
+
+    @app.route("/needs-claims")
+    @auth.login_required(scopes=["User.Read"])
+    def needs_claims(*, context: dict[str, Any]) -> Any:
+        # A further API that answers the first call with a claims challenge, as Entra's
+        # continuous access evaluation does after a policy change.
+        if not session.get("challenged"):
+            session["challenged"] = True
+            raise ClaimsChallenge.from_header(CAE_CHALLENGE) or AssertionError("not a challenge")
+        return jsonify(sub=context["user"]["sub"], access_token=context["access_token"])
 
     @app.route("/local-api")
     @auth.login_required(scopes=["api://local/access"])
