@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, has_app_context, request
 
 from . import config
 from .bearer import BearerValidator, Refused
@@ -71,20 +71,23 @@ class ApiAuth:
         elif settings.get("client_id") and any(
             settings.get(k) for k in ("authority", "oidc_authority", "b2c_tenant_name")
         ):
-            self._own = ApiState(config.resolve_api({}, settings))
+            self._own = _new_state(config.resolve_api({}, settings))
 
     def init_app(self, app: Flask) -> None:
-        """Resolve the settings for ``app`` (arguments, then ``app.config``) and check them."""
-        state = ApiState(config.resolve_api(app.config, self._given))
-        app.extensions.setdefault(EXTENSION_KEY, {})[id(self)] = state
-        if state.settings.authority.multi_tenant and not state.settings.allowed_tenants:
-            logger.warning(
-                "ApiAuth accepts tokens of any organization's tenant (%s): set 'allowed_tenants' "
-                "(IDENTITY_ALLOWED_TENANTS) to the tenants your API serves.",
-                state.settings.authority.url,
-            )
+        """Resolve the settings for ``app`` (arguments, then ``app.config``) and check them.
+
+        :raises ConfigurationError: a setting is wrong, or this ApiAuth is already set up on ``app``.
+        """
+        states = app.extensions.setdefault(EXTENSION_KEY, {})
+        if id(self) in states:
+            raise ConfigurationError("This ApiAuth is already set up on this app; call init_app once per app.")
+        states[id(self)] = _new_state(config.resolve_api(app.config, self._given))
 
     def _state(self) -> ApiState:
+        if not has_app_context():
+            if self._own is None:
+                raise ConfigurationError("ApiAuth needs an app context, or client_id and authority given to it.")
+            return self._own
         states = current_app.extensions.get(EXTENSION_KEY, {})
         state = states.get(id(self)) or self._own
         if state is None:
@@ -174,10 +177,15 @@ class ApiAuth:
         )
         app_only = "scp" not in claims
         if not _allowed(app_only, held_scopes, held_roles, frozenset(scopes), roles):
-            what = "role" if (app_only or not scopes) else "scope"
-            logger.info("Bearer token lacks the %s a view needs", what)
+            if app_only and not roles:
+                reason = "This resource is for users: an app-only token holds no delegated scope."
+            else:
+                reason = (
+                    f"The access token lacks the {'role' if (app_only or not scopes) else 'scope'} this resource needs."
+                )
+            logger.info("Bearer token refused: %s", reason)
             raise BearerTokenError(
-                f"The access token lacks the {what} this resource needs.",
+                reason,
                 error="insufficient_scope",
                 status=403,
                 realm=realm,
@@ -186,7 +194,7 @@ class ApiAuth:
         downstream = state.downstream
 
         def token_on_behalf_of(wanted: Sequence[str]) -> dict[str, Any]:
-            return downstream.on_behalf_of(token, _scope_list(wanted))
+            return downstream.on_behalf_of(token, _scope_list(wanted), realm=realm)
 
         return {
             "claims": claims,
@@ -202,6 +210,16 @@ class ApiAuth:
         :param scopes: usually ``["<resource>/.default"]``.
         """
         return self._state().downstream.app_token(_scope_list(scopes))
+
+
+def _new_state(settings: ApiSettings) -> ApiState:
+    if settings.authority.multi_tenant and not settings.allowed_tenants:
+        logger.warning(
+            "ApiAuth accepts tokens of any organization's tenant (%s): set 'allowed_tenants' "
+            "(IDENTITY_ALLOWED_TENANTS) to the tenants your API serves.",
+            settings.authority.url,
+        )
+    return ApiState(settings)
 
 
 def _bearer_token(realm: str, scopes: tuple[str, ...]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import collections
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -114,7 +115,7 @@ class Downstream:
             raise ProviderError("The sign-in service refused the app a token.", error=error)
         return _token(result, wanted)
 
-    def on_behalf_of(self, assertion: str, scopes: Sequence[str]) -> dict[str, Any]:
+    def on_behalf_of(self, assertion: str, scopes: Sequence[str], *, realm: str = "") -> dict[str, Any]:
         """A token for a further API, for the user who called with ``assertion``.
 
         Kept per incoming token and scopes until five minutes before it expires,
@@ -142,11 +143,13 @@ class Downstream:
             logger.warning("A token on behalf of the caller was refused: %s", one_line(error))
             if error in _CALLER_ERRORS:
                 claims = result.get("claims")
+                text = claims if isinstance(claims, str) else json.dumps(claims) if claims else None
                 raise BearerTokenError(
                     "The API cannot act on the caller's behalf without a new sign-in.",
-                    error="insufficient_claims" if claims else error,
-                    status=401 if claims else 403,
-                    claims=base64.b64encode(str(claims).encode()).decode() if claims else None,
+                    error="insufficient_claims" if text else error,
+                    status=401 if text else 403,
+                    realm=realm,
+                    claims=base64.b64encode(text.encode()).decode() if text else None,
                 )
             raise ProviderError("The sign-in service failed to issue a token for a further API.", error=error)
         token = _token(result, list(wanted))
