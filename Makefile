@@ -3,7 +3,7 @@
 # make test-fast   the inner loop: the tests that need neither chromium nor redis-server
 PY := .venv/bin/python
 
-.PHONY: install demo test test-fast lint docs bench load clean
+.PHONY: install demo test test-fast lint docs bench bench-api load clean
 
 install:
 	bash scripts/bootstrap.sh
@@ -27,6 +27,9 @@ docs: install
 
 bench: install
 	$(PY) benchmarks/bench.py
+
+bench-api: install
+	$(PY) benchmarks/bench_api.py
 
 load: install
 	$(PY) benchmarks/load.py

@@ -2,7 +2,10 @@
 
 No Azure account and no configuration: the provider runs on 127.0.0.1 with a
 throw-away certificate authority, accepts any login and password, and serves
-as the downstream API too (its userinfo endpoint). Ctrl-C stops everything.
+as the downstream API too (its userinfo endpoint). The sample's own web API
+takes the tokens the provider issues for its API registration (scope
+Todo.Read, app role Jobs.Run held by its daemon client); the demo prints the
+command that calls it as that daemon. Ctrl-C stops everything.
 
 The app reaches the provider over https, trusting that CA (MSAL speaks to an
 https authority only). The browser reaches the provider's sign-in and sign-out
@@ -36,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "idp"))
 sys.path.insert(0, str(ROOT / "sample"))
 
-from localidp import CLIENT_ID, CLIENT_SECRET, LocalProvider  # noqa: E402
+from localidp import API_CLIENT_ID, CLIENT_ID, CLIENT_SECRET, DAEMON_CLIENT_ID, DAEMON_SECRET, LocalProvider  # noqa: E402
 
 
 class QuietRequestHandler(WSGIRequestHandler):
@@ -96,10 +99,26 @@ def sample_environ(provider: LocalProvider) -> dict[str, str]:
         "IDENTITY_REDIRECT_URI": "/getAToken",
         "API_ENDPOINT": provider.userinfo_endpoint,
         "API_SCOPES": "User.Read",
+        "WEB_API_CLIENT_ID": API_CLIENT_ID,
         "SECRET_KEY": secrets.token_hex(32),
         "REDIS_URL": "",
         "BEHIND_PROXY": "false",
     }
+
+
+def write_daemon_settings(provider: LocalProvider, path: Path, api_url: str) -> None:
+    """The settings of ``sample/call_api_as_app.py`` against ``provider``, as a dotenv file:
+    the provider's daemon client, which holds the app role the sample's API asks for."""
+    settings = {
+        "DAEMON_CLIENT_ID": DAEMON_CLIENT_ID,
+        "DAEMON_CLIENT_CREDENTIAL": DAEMON_SECRET,
+        "IDENTITY_AUTHORITY": provider.entra_authority,
+        "IDENTITY_INSTANCE_DISCOVERY": "false",
+        "WEB_API_CLIENT_ID": API_CLIENT_ID,
+        "WEB_API_URL": api_url,
+        "REQUESTS_CA_BUNDLE": str(provider.ca_bundle),
+    }
+    path.write_text("".join(f"{name}={value}\n" for name, value in settings.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,9 +164,14 @@ def main(argv: list[str] | None = None) -> int:
             request_handler=QuietRequestHandler,
         )
         url = f"http://{args.host}:{args.port}/"
+        daemon_settings = workdir / "call-api-as-app.env"
+        write_daemon_settings(provider, daemon_settings, url.rstrip("/"))
+        script = os.path.relpath(ROOT / "sample" / "call_api_as_app.py")
         print(
             f"\n  The sample app is running at {url}\n"
             f"  Sign in with any login and password, e.g. alice (the login becomes your user name).\n"
+            f"  Call its web API as an app (no user), in another terminal:\n"
+            f"    {os.path.relpath(sys.executable)} {script} --env-file {daemon_settings}\n"
             f"  Local identity provider: {provider.browser_origin} (sign-in pages), "
             f"{provider.origin} (metadata and tokens)\n"
             f"  Press Ctrl-C to stop.\n",

@@ -1,4 +1,5 @@
-"""A sample Flask app that signs users in with identity_flask and calls an API for them.
+"""A sample Flask app that signs users in with identity_flask, calls APIs for them,
+and serves a web API of its own that takes bearer access tokens.
 
 Build it with :func:`create_app`; ``sample/app.py`` does that for gunicorn,
 ``flask run`` and App Service.
@@ -15,9 +16,9 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from identity_flask import RedactSecrets
+from identity_flask import ApiAuth, RedactSecrets
 
-from . import settings, views
+from . import api, settings, views
 from .auth import auth
 
 __all__ = ["create_app"]
@@ -97,5 +98,10 @@ def create_app(config: Mapping[str, Any] | None = None, *, environ: Mapping[str,
     _configure_sessions(app)
     _redact_server_logs()
     auth.init_app(app)
-    app.register_blueprint(views.make_blueprint(app.config["API_SCOPES"]))
+    # The web API takes tokens issued for its own registration (WEB_API_CLIENT_ID) by the
+    # authority users sign in at; every other setting is the IDENTITY_* one the pages use.
+    api_auth = ApiAuth(app, client_id=app.config["WEB_API_CLIENT_ID"], app_id_uri=app.config["WEB_API_APP_ID_URI"])
+    todo_scope = f"{app.config['WEB_API_APP_ID_URI']}/{api.TODO_SCOPE}"
+    app.register_blueprint(views.make_blueprint(app.config["API_SCOPES"], [todo_scope]))
+    app.register_blueprint(api.make_blueprint(api_auth))
     return app

@@ -1,7 +1,8 @@
 """The sample's configuration, read from environment variables.
 
 Every ``IDENTITY_*`` variable is copied into ``app.config`` for identity_flask
-(``IDENTITY_CLIENT_ID``, ``IDENTITY_AUTHORITY``, ...). The sample's own
+(``IDENTITY_CLIENT_ID``, ``IDENTITY_AUTHORITY``, ...): the sign-in of the pages
+and the tokens the web API accepts read the same ones. The sample's own
 settings sit beside them. ``sample/.env.sample`` documents each one.
 """
 
@@ -41,12 +42,33 @@ def as_list(value: str) -> list[str]:
     return value.replace(",", " ").split()
 
 
+def as_credential(value: str) -> str | dict[str, Any]:
+    """A client secret as it is, or a certificate given as JSON in the shape MSAL takes:
+    ``{"private_key_pfx_path": "...", "passphrase": "..."}``."""
+    if value.lstrip().startswith("{"):
+        certificate: dict[str, Any] = json.loads(value)
+        return certificate
+    return value
+
+
 def _identity_value(name: str, value: str) -> Any:
     # identity_flask reads text itself ("false", "", ...); only a certificate needs help.
-    if name == "IDENTITY_CLIENT_CREDENTIAL" and value.lstrip().startswith("{"):
-        # A certificate, as MSAL takes it: {"private_key_pfx_path": "...", "passphrase": "..."}
-        return json.loads(value)
+    if name == "IDENTITY_CLIENT_CREDENTIAL":
+        return as_credential(value)
     return value
+
+
+def web_api_client_id(environ: Mapping[str, str]) -> str | None:
+    """The client id of the app registration that exposes the sample's web API:
+    ``WEB_API_CLIENT_ID``, else ``IDENTITY_CLIENT_ID`` (one registration for both)."""
+    return environ.get("WEB_API_CLIENT_ID") or environ.get("IDENTITY_CLIENT_ID") or None
+
+
+def web_api_app_id_uri(environ: Mapping[str, str]) -> str | None:
+    """The web API's Application ID URI: ``IDENTITY_APP_ID_URI``, else ``api://<its client id>``."""
+    client_id = web_api_client_id(environ)
+    uri = environ.get("IDENTITY_APP_ID_URI") or (f"api://{client_id}" if client_id else "")
+    return uri.rstrip("/") or None
 
 
 def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -63,6 +85,13 @@ def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
 
     config["API_ENDPOINT"] = environ.get("API_ENDPOINT") or DEFAULT_API_ENDPOINT
     config["API_SCOPES"] = as_list(environ.get("API_SCOPES") or DEFAULT_API_SCOPES)
+
+    # The sample's own web API (/api/...): the app registration that exposes it, by
+    # default the one users sign in with. Its Application ID URI prefixes its scopes.
+    config["WEB_API_CLIENT_ID"] = web_api_client_id(environ)
+    config["WEB_API_APP_ID_URI"] = web_api_app_id_uri(environ)
+    # Where the to-do page finds that API; unset, this app itself.
+    config["WEB_API_URL"] = (environ.get("WEB_API_URL") or "").rstrip("/") or None
     config["REDIS_URL"] = environ.get("REDIS_URL") or None
 
     # The key encrypts pending sign-ins (identity_flask keeps them in a cookie). Every

@@ -1,11 +1,11 @@
-"""The sample's pages: who is signed in, all their claims, and a call to an API."""
+"""The sample's pages: who is signed in, all their claims, and calls to APIs as the user."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, current_app, render_template, url_for
 
 from . import downstream
 from .auth import auth
@@ -33,12 +33,28 @@ def call_api(*, context: dict[str, Any]) -> str:
     return render_template("api.html", user=context["user"], endpoint=endpoint, scopes=context["scopes"], result=result)
 
 
-def make_blueprint(api_scopes: Sequence[str]) -> Blueprint:
-    """Build the pages; the API page asks for ``api_scopes``, which come from the settings."""
+def todos(*, context: dict[str, Any]) -> str:
+    """Call the sample's own web API (``/api/todos``) as the signed-in user and show the to-dos.
+
+    The API is this app unless ``WEB_API_URL`` names another deployment of it.
+    """
+    base = current_app.config["WEB_API_URL"]
+    endpoint = f"{base}/api/todos" if base else url_for("api.todos", _external=True)
+    result = downstream.call(endpoint, context["access_token"])
+    items = result.body.get("todos") if result.ok and isinstance(result.body, dict) else None
+    return render_template(
+        "todos.html", user=context["user"], endpoint=endpoint, scopes=context["scopes"], result=result, items=items
+    )
+
+
+def make_blueprint(api_scopes: Sequence[str], todo_scopes: Sequence[str]) -> Blueprint:
+    """Build the pages. The API page asks for ``api_scopes``, the to-do page for
+    ``todo_scopes`` (the web API's scope); both come from the settings."""
     bp = Blueprint("pages", __name__)
     bp.add_url_rule("/", "index", index)
     bp.add_url_rule("/claims", "claims", auth.login_required(claims))
     bp.add_url_rule("/call-api", "call_api", auth.login_required(scopes=list(api_scopes))(call_api))
+    bp.add_url_rule("/todos", "todos", auth.login_required(scopes=list(todo_scopes))(todos))
     bp.app_context_processor(_links)
     return bp
 
