@@ -116,10 +116,10 @@ class ApiAuth:
     ) -> F | Callable[[F], F]:
         """Call the view only with an acceptable bearer token, as ``view(..., context=...)``.
 
-        :param expected_scopes: delegated scopes (``scp``), any one of which lets a user's
-            token in; a dict maps each to the full scope clients request (for the
-            ``WWW-Authenticate`` challenge), a list names them short (the full scope is
-            ``<app_id_uri>/<name>``).
+        :param expected_scopes: delegated scopes (``scp``) a user's token must all hold
+            (as in Microsoft's preview); a dict maps each to the full scope clients
+            request (for the ``WWW-Authenticate`` challenge), a list names them short
+            (the full scope is ``<app_id_uri>/<name>``).
         :param roles: app roles (``roles``), any one of which lets a token in; with
             ``expected_scopes`` as well, they are what an app-only token needs.
 
@@ -244,7 +244,7 @@ def _allowed(
     if app_only:
         return bool(wanted_roles & roles)
     if wanted:
-        return bool(wanted & scopes)
+        return wanted <= scopes
     return bool(wanted_roles & roles)
 
 

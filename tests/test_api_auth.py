@@ -76,6 +76,11 @@ def create_api(provider: LocalProvider, **settings: Any) -> Flask:
     def either(*, context: dict[str, Any]) -> Any:
         return jsonify(app_only=context["app_only"])
 
+    @app.route("/api/both-scopes")
+    @api_auth.authorization_required(expected_scopes=["Secret", "Todo.Read"])
+    def both_scopes(*, context: dict[str, Any]) -> Any:
+        return jsonify(scopes=context["scopes"])
+
     @app.route("/api/any")
     @api_auth.authorization_required
     def any_token(*, context: dict[str, Any]) -> Any:
@@ -166,10 +171,17 @@ def test_an_app_token_with_the_role_is_accepted_and_without_it_refused(api: Flas
     refused(call(client, "/api/jobs", without["access_token"]), 403, "insufficient_scope")
 
 
-def test_scopes_are_read_from_scp_and_any_one_listed_lets_in(api: Flask, issuer: str, provider: LocalProvider) -> None:
+def test_scopes_are_read_from_scp_and_every_listed_one_is_needed(
+    api: Flask, issuer: str, provider: LocalProvider
+) -> None:
     client = api.test_client()
     assert call(client, "/api/secret", provider.mint(claims_for(issuer, scp="Todo.Read Secret"))).status_code == 200
     assert call(client, "/api/todo", provider.mint(claims_for(issuer, scp="Todo.Read"))).status_code == 200
+    both = provider.mint(claims_for(issuer, scp="Todo.Read Secret"))
+    assert call(client, "/api/both-scopes", both).status_code == 200
+    refused(
+        call(client, "/api/both-scopes", provider.mint(claims_for(issuer, scp="Secret"))), 403, "insufficient_scope"
+    )
     response = call(client, "/api/secret", provider.mint(claims_for(issuer, scp="Todo.Read")))
     refused(response, 403, "insufficient_scope")
     assert f'scope="{API_URI}/Secret"' in response.headers["WWW-Authenticate"]  # the full scope to request
