@@ -107,6 +107,12 @@ class KeySet:
         now = self.clock()
         if key is not None and now - self._fetched_at < KEYS_MAX_AGE:
             return key
+        if key is not None:
+            # Held but old: one request refetches; the others go on with the key they
+            # have rather than wait behind a provider that may be slow.
+            if not self._lock.acquire(blocking=False):
+                return key
+            self._lock.release()
         with self._lock:
             key = self._keys.get(kid)
             now = self.clock()
@@ -222,6 +228,10 @@ class BearerValidator:
             raise Refused("The access token's claims are not readable.") from None
         if not isinstance(claims, dict):
             raise Refused("The access token's claims are not readable.")
+        if "nonce" in claims or not (claims.get("azp") or claims.get("appid")):
+            # Every access token names the client it was issued to (azp, or appid in v1);
+            # an id token for an app of the same client id never does, and carries a nonce.
+            raise Refused("The token is not an access token.")
         self._check_times(claims)
         self._check_audience(claims)
         self._check_issuer(claims)

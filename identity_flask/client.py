@@ -20,7 +20,6 @@ from urllib.parse import urlencode, urlsplit
 
 import msal
 import requests
-from flask import g, has_request_context
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -59,8 +58,9 @@ class TokenCache(msal.SerializableTokenCache):  # type: ignore[misc]
 #: raw id token stay in the token cache.
 TOKEN_KEYS = ("access_token", "token_type", "expires_in", "scope")
 
-#: Where a request keeps the refreshes it made, until it has answered (in ``flask.g``).
-HELD_FLIGHTS = "_identity_refreshes"
+#: What reading a damaged token cache (a list for a section, a number for a secret) raises,
+#: in :mod:`identity_flask.tokens` or in MSAL.
+_CORRUPT_CACHE = (TypeError, ValueError, AttributeError, KeyError, OverflowError, AssertionError)
 
 #: Where an OpenID provider publishes its configuration, below its issuer.
 DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -380,11 +380,18 @@ class IdentityClient:
         if account is None:
             return None
         cache = session_data.token_cache(session)
-        if self._where is not None:
-            token = tokens.cached_token(cache, self._where, account, scopes, time.time())
-            if token is not None:
-                return token
-        token, new_cache = self._refresh(cache, account, tuple(sorted(scopes)))
+        try:
+            if self._where is not None:
+                token = tokens.cached_token(cache, self._where, account, scopes, time.time())
+                if token is not None:
+                    return token
+            token, new_cache = self._refresh(cache, account, tuple(sorted(scopes)))
+        except _CORRUPT_CACHE as exc:
+            # Only this code writes the cache, so this is a damaged store record: the user
+            # signs in again (with a fresh cache) rather than meeting a 500 on every page.
+            logger.warning("A token cache in the session is unreadable (%s); it is dropped", type(exc).__name__)
+            session_data.drop_token_cache(session)
+            return None
         if new_cache is not None:
             session_data.store_token_cache(session, new_cache)
         return token
@@ -397,19 +404,22 @@ class IdentityClient:
         :return: the token (or ``None``) and the cache to store (or ``None``).
         """
         flight = self.refreshes.join(account)
+        joined_at = time.monotonic()
         try:
             if not flight.lock.acquire(timeout=self.settings.timeout):
                 logger.warning("A token refresh for the same user took longer than the provider timeout")
                 raise ProviderUnavailable("The sign-in service is slow to answer. Please try again in a moment.")
             try:
-                if flight.failure is not None:
-                    # The request this one waited for failed at the provider: so does this one,
-                    # rather than make a stalled provider stall every request in line.
-                    raise type(flight.failure)(flight.failure.description, error=flight.failure.error)
+                failure = flight.failure
+                if failure is not None and flight.failed_at >= joined_at:
+                    # The refresh this request waited for failed at the provider: so does this
+                    # one, rather than make a stalled provider stall every request in line.
+                    # A request that came after the failure asks again.
+                    raise type(failure)(failure.description, error=failure.error)
                 try:
-                    return self._refresh_in(flight, cache, account, scopes)
+                    return self._refresh_in(flight, cache, account, scopes, joined_at)
                 except (ProviderUnavailable, ProviderError) as exc:
-                    flight.failure = exc
+                    flight.failure, flight.failed_at = exc, time.monotonic()
                     raise
             finally:
                 flight.lock.release()
@@ -417,25 +427,36 @@ class IdentityClient:
             self.refreshes.leave(account, flight)
 
     def _refresh_in(
-        self, flight: tokens.Flight, cache: tokens.Cache | None, account: str, scopes: tuple[str, ...]
+        self,
+        flight: tokens.Flight,
+        cache: tokens.Cache | None,
+        account: str,
+        scopes: tuple[str, ...],
+        joined_at: float,
     ) -> tuple[dict[str, Any] | None, tokens.Cache | None]:
         changed: tokens.Cache | None = None
-        if flight.cache is not None:
-            # Another request of this user refreshed while this one waited: take its
-            # cache, with whatever this session's cache holds that it does not.
+        if flight.cache is not None and tokens.refresh_secrets(cache) == flight.source:
+            # Another request of this user refreshed the very cache this one read, while
+            # this one waited or just before: take its cache, with whatever this session's
+            # cache holds that it does not. (A session whose cache changed otherwise, by a
+            # new sign-in say, keeps its own.)
             now = time.time()
             cache = changed = tokens.merged(cache, flight.cache, now, scope_free_refresh=self.scope_free_refresh)
             got = flight.tokens.get(scopes)
-            if got is not None and got[1] > now:
+            if got is not None and flight.refreshed_at >= joined_at and got[1] > now:
+                # This request waited for that very refresh: its token is as fresh as the
+                # provider makes them (a token shorter-lived than MSAL's margin included).
                 return {**got[0], "expires_in": int(got[1] - now)}, changed
             if self._where is not None:
                 found = tokens.cached_token(cache, self._where, account, scopes, now)
                 if found is not None:
                     return found, changed
+        source = tokens.refresh_secrets(cache)
         result = self.silent(scopes, cache, account)
         if result.cache is not None:
             changed = flight.cache = result.cache
-            self._hold(account, flight)
+            flight.source = source
+            flight.refreshed_at = time.monotonic()
         if result.token is None:
             return None, changed
         token: dict[str, Any] = {
@@ -446,18 +467,6 @@ class IdentityClient:
         if result.cache is not None and lifetime > 0:
             flight.tokens[scopes] = (token, time.time() + lifetime)
         return token, changed
-
-    def _hold(self, account: str, flight: tokens.Flight) -> None:
-        """Keep ``flight`` (and the cache it refreshed) until this request has answered.
-
-        A request of the same user that read the session before this one stored the
-        new cache still finds the refresh then, rather than making another one. The
-        app's ``teardown_request`` hook (:func:`release_held`) lets go of it.
-        """
-        if not has_request_context():
-            return
-        held = g.setdefault(HELD_FLIGHTS, [])
-        held.append((self.refreshes, account, self.refreshes.join(account)))
 
     def _thread_app(self) -> tuple[msal.ConfidentialClientApplication, TokenCache]:
         """This thread's MSAL application for silent token requests, built on first use.
@@ -514,12 +523,3 @@ def first_account_id(app: msal.ClientApplication) -> str | None:
     """The MSAL account id of the (only) user in ``app``'s token cache, if any."""
     accounts = app.get_accounts()
     return str(accounts[0]["home_account_id"]) if accounts else None
-
-
-def release_held(_error: BaseException | None = None) -> None:
-    """Let go of the refreshes this request made (a ``teardown_request`` hook).
-
-    Teardown runs after the session was saved, so by now the new cache is in the store.
-    """
-    for refreshes, account, flight in g.pop(HELD_FLIGHTS, ()):
-        refreshes.leave(account, flight)

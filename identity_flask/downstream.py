@@ -24,7 +24,7 @@ import msal
 
 from .client import TokenCache, _TimeoutSession, provider_calls
 from .config import Authority
-from .errors import BearerTokenError, ConfigurationError, ProviderError
+from .errors import BearerTokenError, ConfigurationError, ProviderError, ProviderUnavailable
 from .redaction import one_line
 from .tokens import EXPIRY_MARGIN
 
@@ -64,7 +64,9 @@ class Downstream:
         self.credential = credential
         self.authority = authority
         self.instance_discovery = instance_discovery
+        self.timeout = timeout
         self.http = _TimeoutSession(timeout)
+        self._app_lock = threading.Lock()
         self.http_cache: dict[Any, Any] = {}
         self._lock = threading.Lock()
         self._apps: dict[str, msal.ConfidentialClientApplication] = {}
@@ -107,8 +109,15 @@ class Downstream:
         """
         wanted = list(scopes)
         app = self._app("app")
-        with provider_calls("getting a token for the app"):
-            result = app.acquire_token_for_client(wanted)
+        # One request at a time asks: MSAL looks in its cache first, so the others find
+        # the token the first one got instead of each asking the provider.
+        if not self._app_lock.acquire(timeout=self.timeout):
+            raise ProviderUnavailable("The sign-in service is slow to answer. Please try again in a moment.")
+        try:
+            with provider_calls("getting a token for the app"):
+                result = app.acquire_token_for_client(wanted)
+        finally:
+            self._app_lock.release()
         if not isinstance(result, dict) or "access_token" not in result:
             error = str((result or {}).get("error"))
             logger.warning("The app's token for %s was refused: %s", " ".join(wanted), one_line(error))
@@ -146,8 +155,8 @@ class Downstream:
                 text = claims if isinstance(claims, str) else json.dumps(claims) if claims else None
                 raise BearerTokenError(
                     "The API cannot act on the caller's behalf without a new sign-in.",
-                    error="insufficient_claims" if text else error,
-                    status=401 if text else 403,
+                    error="insufficient_claims" if text else "invalid_token",
+                    status=401,
                     realm=realm,
                     claims=base64.b64encode(text.encode()).decode() if text else None,
                 )

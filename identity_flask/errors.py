@@ -257,8 +257,9 @@ class ClaimsChallenge(IdentityError):
         return None if claims is None else cls(claims, scopes=scopes)
 
 
-#: Longest claims request accepted, as JSON text.
-MAX_CLAIMS_LENGTH = 4096
+#: Longest claims request accepted, as JSON text (Entra's are a few hundred bytes; the
+#: request travels in the pending sign-in's cookie).
+MAX_CLAIMS_LENGTH = 2048
 
 
 def decode_claims(value: str) -> str | None:
@@ -268,7 +269,7 @@ def decode_claims(value: str) -> str | None:
     try:
         text = base64.urlsafe_b64decode(value.replace("+", "-").replace("/", "_") + "=" * (-len(value) % 4)).decode()
         parsed = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(parsed, dict) or len(text) > MAX_CLAIMS_LENGTH:
         return None

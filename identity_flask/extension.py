@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
@@ -15,8 +16,7 @@ from werkzeug.local import LocalProxy
 
 from . import authorization, config, session_data, signals
 from .app_state import VIEW_SCOPES_ATTR, AppState, current_app_state
-from .client import release_held
-from .errors import ClaimsChallenge, ConfigurationError, NotSignedIn, RoleRequired, TenantNotAllowed
+from .errors import AccessDenied, ClaimsChallenge, ConfigurationError, NotSignedIn, RoleRequired, TenantNotAllowed
 from .negotiation import wants_html
 from .pending import PendingSignIns
 from .redirects import current_path
@@ -153,7 +153,6 @@ class Auth:
             )
         PendingSignIns.check(app)
         app.after_request(no_store_after_callback(settings.redirect_path))
-        app.teardown_request(release_held)
         if settings.redirect_uri.startswith("http://") and not _is_local(settings.redirect_uri):
             logger.warning(
                 "The redirect URI %s is http://; Entra ID accepts that only for localhost. "
@@ -266,10 +265,19 @@ class Auth:
 
     def _sign_in_again(self, challenge: ClaimsChallenge, scopes: Iterable[str]) -> ResponseReturnValue:
         """A browser signs in again asking for the claims, and comes back here; an API caller gets the challenge."""
-        logger.info("A further API asked for more claims: the user signs in again")
         if not wants_html():
             return challenge.get_response()
-        login = current_app_state().login_url(next_url=current_path(), scopes=scopes, claims=challenge.encoded())
+        here = current_path()
+        if not session_data.note_claims_sign_in(session, here, challenge.claims, time.time()):
+            # The same page asked for the same claims right after a sign-in that asked for
+            # them: signing in again would only loop through the provider.
+            logger.warning("A further API still asks for the same claims after a new sign-in")
+            raise AccessDenied(
+                "This page needs a sign-in that meets conditions your account did not meet. "
+                "Please contact the site's administrator."
+            )
+        logger.info("A further API asked for more claims: the user signs in again")
+        login = current_app_state().login_url(next_url=here, scopes=scopes, claims=challenge.encoded())
         return redirect(login)
 
     def unauthorized(self, *, reason: str = "signed_out", scopes: Iterable[str] = ()) -> ResponseReturnValue:

@@ -37,7 +37,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import Flask, after_this_request, current_app, request
 from werkzeug.wrappers import Response
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, SignInError
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +171,10 @@ class PendingSignIns:
         if len(sealed) > MAX_COOKIE_BYTES:
             logger.info("A sign-in's return address was too long to keep; it will return to /")
             sealed = self._seal({**entry, "next": "/", "created": now})
+        if len(sealed) > MAX_COOKIE_BYTES:
+            # Still too large (a long claims request): no browser would keep the cookie,
+            # and the callback could never be matched. Refuse now, saying why.
+            raise SignInError("The sign-in request is too large.", error="invalid_request")
         changes: dict[str, str | None] = {cookie_name(state): sealed}
         live = self.entries()
         for name, _raw in self._cookies():

@@ -14,6 +14,7 @@ Values are plain JSON-like data, as Flask-Session's serializer requires.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import MutableMapping
 from typing import Any
@@ -23,7 +24,11 @@ from .tokens import Cache
 USER_KEY = "_identity_user"
 ACCOUNT_KEY = "_identity_account"
 CACHE_KEY = "_identity_token_cache"
-KEYS = (USER_KEY, ACCOUNT_KEY, CACHE_KEY)
+#: The last claims sign-in: "<sha-256 of page and claims, 16 hex> <time>", for the loop check.
+CLAIMS_KEY = "_identity_claims"
+KEYS = (USER_KEY, ACCOUNT_KEY, CACHE_KEY, CLAIMS_KEY)
+#: Seconds within which the same claims challenge on the same page counts as a loop.
+CLAIMS_LOOP_SECONDS = 300
 
 Session = MutableMapping[str, Any]
 
@@ -60,6 +65,23 @@ def token_cache(session: Session) -> Cache | None:
 def store_token_cache(session: Session, cache: Cache) -> None:
     """Keep the user's token cache after MSAL changed it (a refresh, a new scope)."""
     session[CACHE_KEY] = cache
+
+
+def note_claims_sign_in(session: Session, page: str, claims: str, now: float) -> bool:
+    """Record a sign-in for ``claims`` from ``page``; ``False`` if the same one was made just before."""
+    digest = hashlib.sha256(f"{page}\n{claims}".encode()).hexdigest()[:16]
+    last = session.get(CLAIMS_KEY)
+    if isinstance(last, str):
+        seen, _, when = last.partition(" ")
+        if seen == digest and when.isdigit() and now - int(when) < CLAIMS_LOOP_SECONDS:
+            return False
+    session[CLAIMS_KEY] = f"{digest} {int(now)}"
+    return True
+
+
+def drop_token_cache(session: Session) -> None:
+    """Forget the user's unreadable token cache; they stay signed in and sign in again for tokens."""
+    session.pop(CACHE_KEY, None)
 
 
 def sign_in(session: Session, claims: dict[str, Any], account_id: str | None, cache: Cache) -> None:

@@ -14,9 +14,12 @@ request per user and process asks (see :class:`Refreshes`).
 
 from __future__ import annotations
 
+import collections
 import itertools
+import math
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .errors import IdentityError
@@ -86,7 +89,7 @@ def cached_token(
         try:
             left = int(entry["expires_on"]) - now
             refresh_on = int(entry.get("refresh_on") or 0)
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             continue
         if left < EXPIRY_MARGIN:
             continue
@@ -130,23 +133,51 @@ def trimmed(cache: Mapping[str, Any], now: float, *, scope_free_refresh: bool = 
 def merged(
     older: Mapping[str, Any] | None, newer: Mapping[str, Any], now: float, *, scope_free_refresh: bool = True
 ) -> Cache:
-    """Two caches of one user in one: ``newer`` wins on each entry, then :func:`trimmed`."""
+    """Two caches of one user in one, then :func:`trimmed`.
+
+    Of two entries under one key the later one stays (by ``last_modification_time``
+    or ``cached_at``), ``newer``'s on a tie: a cache refreshed elsewhere in the
+    meantime keeps its rotated refresh token.
+    """
     if not older:
         return trimmed(newer, now, scope_free_refresh=scope_free_refresh)
     combined: Cache = dict(older)
     for section, entries in newer.items():
         previous = combined.get(section)
         if isinstance(entries, dict) and isinstance(previous, dict):
-            combined[section] = {**previous, **entries}
+            both = dict(previous)
+            for key, entry in entries.items():
+                if key not in both or _stamp(entry) >= _stamp(both[key]):
+                    both[key] = entry
+            combined[section] = both
         else:
             combined[section] = entries
     return trimmed(combined, now, scope_free_refresh=scope_free_refresh)
 
 
+def _stamp(entry: Any) -> int:
+    """When a cache entry was written, as far as it says; 0 when it does not."""
+    if not isinstance(entry, dict):
+        return 0
+    try:
+        return int(entry.get("last_modification_time") or entry.get("cached_at") or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def refresh_secrets(cache: Mapping[str, Any] | None) -> frozenset[str]:
+    """The refresh tokens ``cache`` holds: which state of a user's cache it is, for
+    telling whether a refresh started from the same one."""
+    section = cache.get(REFRESH_TOKEN) if cache else None
+    if not isinstance(section, dict):
+        return frozenset()
+    return frozenset(e["secret"] for e in section.values() if isinstance(e, dict) and isinstance(e.get("secret"), str))
+
+
 def _expired(entry: Any, now: float) -> bool:
     try:
         return bool(int(entry["expires_on"]) < now)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         return True
 
 
@@ -163,15 +194,15 @@ def _newest_refresh_tokens(entries: Mapping[str, Any], scope_free: bool) -> dict
             continue
         try:
             modified = int(entry.get("last_modification_time") or 0)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             modified = 0
         ranked.append((modified, position, key, entry))
     ranked.sort(reverse=True)
     kept: dict[str, Any] = {}
-    covered: dict[tuple[Any, Any, Any], list[set[str]]] = {}
+    covered: dict[tuple[str, str, str], list[set[str]]] = {}
     for _modified, _position, key, entry in ranked:
         client = entry.get("family_id") or entry.get("client_id")
-        owner = (entry.get("home_account_id"), entry.get("environment"), client)
+        owner = (str(entry.get("home_account_id")), str(entry.get("environment")), str(client))
         target = set(str(entry.get("target") or "").split())
         newer = covered.setdefault(owner, [])
         if newer and (scope_free or any(target <= scopes for scopes in newer)):
@@ -181,22 +212,35 @@ def _newest_refresh_tokens(entries: Mapping[str, Any], scope_free: bool) -> dict
     return kept
 
 
+#: Seconds a finished refresh is kept for requests of the same user that read their
+#: session before the refreshing request stored the new cache.
+LINGER_SECONDS = 5.0
+#: Finished refreshes kept at most, whatever the rate of refreshes.
+LINGER_ENTRIES = 1024
+
+
 class Flight:
     """One user's refresh in this process, and the requests waiting for it."""
 
-    __slots__ = ("cache", "failure", "lock", "tokens", "users")
+    __slots__ = ("cache", "failed_at", "failure", "lock", "refreshed_at", "source", "tokens", "users")
 
     def __init__(self) -> None:
         #: Held by the one request that asks MSAL; the others wait for it.
         self.lock = threading.Lock()
         #: Requests that joined and have not left yet.
         self.users = 0
-        #: The user's cache as the last refresh left it, for the requests that waited.
+        #: The user's cache as the last refresh left it, for the requests that waited;
+        #: and the refresh tokens of the cache it started from (see :func:`refresh_secrets`).
         self.cache: Cache | None = None
-        #: The tokens that refresh got, per scope set: (token, expires at).
+        self.source: frozenset[str] = frozenset()
+        #: The tokens the last refresh got, per scope set: (token, expires at), for the
+        #: requests that waited for it; and when it ended (monotonic seconds).
         self.tokens: dict[tuple[str, ...], tuple[dict[str, Any], float]] = {}
-        #: Why the refresh failed at the provider, for the requests that waited for it.
+        self.refreshed_at = -math.inf
+        #: Why the last refresh failed at the provider, and when (monotonic seconds):
+        #: shared with the requests that were waiting for it, and with no later one.
         self.failure: IdentityError | None = None
+        self.failed_at = -math.inf
 
 
 class Refreshes:
@@ -204,27 +248,52 @@ class Refreshes:
 
     The first asks MSAL (and the provider); the others wait for it, at most the
     provider timeout, then read what it got. A flight lives while requests are
-    in it, so the process keeps nothing per user once they have answered.
+    in it, then :data:`LINGER_SECONDS` more if it refreshed the cache (for
+    requests that read the session before the new cache was stored), at most
+    :data:`LINGER_ENTRIES` of them; so the process keeps nothing per user for
+    long, and nothing that depends on how a request ends.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self._lock = threading.Lock()
         self._flights: dict[str, Flight] = {}
+        self._lingering: collections.OrderedDict[str, tuple[Flight, float]] = collections.OrderedDict()
 
     def join(self, account: str) -> Flight:
         with self._lock:
+            self._drop_expired()
             flight = self._flights.get(account)
             if flight is None:
-                flight = self._flights[account] = Flight()
+                kept = self._lingering.pop(account, None)
+                flight = kept[0] if kept is not None else Flight()
+                self._flights[account] = flight
             flight.users += 1
             return flight
 
     def leave(self, account: str, flight: Flight) -> None:
         with self._lock:
             flight.users -= 1
-            if flight.users <= 0 and self._flights.get(account) is flight:
-                del self._flights[account]
+            if flight.users > 0 or self._flights.get(account) is not flight:
+                return
+            del self._flights[account]
+            if flight.cache is not None:
+                self._lingering[account] = (flight, self.clock() + LINGER_SECONDS)
+                self._lingering.move_to_end(account)
+                while len(self._lingering) > LINGER_ENTRIES:
+                    self._lingering.popitem(last=False)
+            self._drop_expired()
+
+    def _drop_expired(self) -> None:
+        now = self.clock()
+        while self._lingering:
+            account, (_flight, until) = next(iter(self._lingering.items()))
+            if until > now:
+                break
+            del self._lingering[account]
 
     def __len__(self) -> int:
+        """Flights with requests in them, and finished ones still kept."""
         with self._lock:
-            return len(self._flights)
+            self._drop_expired()
+            return len(self._flights) + len(self._lingering)

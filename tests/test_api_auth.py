@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -128,12 +129,12 @@ def call(client: FlaskClient, path: str, token: str | None = None, **headers: st
     return client.get(path, headers=headers)
 
 
-def refused(response: Any, status: int = 401, error: str | None = "invalid_token") -> str:
+def refused(response: Any, status: int = 401, error: str | None = "invalid_token", realm: str = API_URI) -> str:
     """Check a refusal: status, JSON body, RFC 6750 challenge; return the description."""
     assert response.status_code == status, response.get_data(as_text=True)[:300]
     assert response.is_json, response.get_data(as_text=True)[:300]
     challenge = response.headers["WWW-Authenticate"]
-    assert challenge.startswith(f'Bearer realm="{API_URI}"'), challenge
+    assert challenge.startswith(f'Bearer realm="{realm}"'), challenge
     if error is None:
         assert "error=" not in challenge
     else:
@@ -275,7 +276,23 @@ def test_allowed_client_apps_are_checked_by_azp_or_appid(issuer: str, provider: 
     v1 = claims_for(issuer, azp=None, appid=CLIENT_ID, iss=f"https://sts.windows.net/{TENANT_ID}/")
     assert call(client, "/api/any", provider.mint(v1)).status_code == 200
     refused(call(client, "/api/any", provider.mint(claims_for(issuer, azp="another-app"))), 403, "unauthorized_client")
-    refused(call(client, "/api/any", provider.mint(claims_for(issuer, azp=None))), 403, "unauthorized_client")
+    no_caller = provider.mint(claims_for(issuer, azp=None))
+    assert "not an access token" in refused(call(client, "/api/any", no_caller))
+
+
+def test_an_id_token_for_the_same_client_id_is_not_an_access_token(issuer: str, provider: LocalProvider) -> None:
+    """Pages and an API sharing one registration: the pages' id tokens carry the same
+    audience and issuer (and, from Entra, nbf), but are no access tokens."""
+    app = create_api(provider, client_id=CLIENT_ID)
+    now = int(time.time())
+    id_token = {
+        "aud": CLIENT_ID, "iss": issuer, "iat": now, "nbf": now, "exp": now + 3600, "sub": "user-sub",
+        "oid": str(uuid.uuid4()), "tid": TENANT_ID, "ver": "2.0", "roles": ["Jobs.Run"],
+    }  # fmt: skip
+    for shape in ({**id_token, "nonce": "n"}, id_token, {**id_token, "nonce": "n", "azp": CLIENT_ID}):
+        for path in ("/api/jobs", "/api/either", "/api/any"):
+            answer = call(app.test_client(), path, provider.mint(shape))
+            assert "not an access token" in refused(answer, realm=f"api://{CLIENT_ID}"), path
 
 
 # --- signatures and keys ------------------------------------------------------------------------
@@ -357,6 +374,27 @@ def test_a_flood_of_unknown_key_ids_makes_at_most_one_key_fetch(
     for n in range(20):
         refused(call(client, "/api/secret", forged(claims_for(issuer), f"attacker-late-{n}")))
     assert jwks_fetches(provider) <= 2
+
+
+def test_old_keys_do_not_make_requests_wait_for_a_refetch(
+    api: Flask, issuer: str, provider: LocalProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys past their age are refetched by one request; the others go on with the key they hold."""
+    client = api.test_client()
+    token = provider.mint(claims_for(issuer))
+    assert call(client, "/api/secret", token).status_code == 200
+    keys = api.extensions["identity_api"][id(api.extensions["test_api_auth"])].validator.keys
+    later = time.monotonic() + bearer.KEYS_MAX_AGE + 1
+    monkeypatch.setattr(keys, "clock", lambda: later)
+    answers: list[int] = []
+    with keys._lock:  # a refetch under way, stalled at the provider
+        worker = threading.Thread(target=lambda: answers.append(call(client, "/api/secret", token).status_code))
+        worker.start()
+        worker.join(5)
+        assert answers == [200], "a request with a held key waited for the refetch"
+    provider.log(clear=True)
+    assert call(client, "/api/secret", token).status_code == 200  # this one refetches
+    assert jwks_fetches(provider) == 1
 
 
 # --- malformed requests -------------------------------------------------------------------------
@@ -567,3 +605,21 @@ def test_bad_view_arguments_fail_when_decorating() -> None:
         api_auth.authorization_required(expected_scopes="Secret")
     with pytest.raises(ConfigurationError, match="string"):
         api_auth.authorization_required(roles="Jobs.Run")
+
+
+def test_parallel_first_calls_for_an_app_token_make_one_grant(provider: LocalProvider) -> None:
+    app = create_middle_api(provider)
+    caller = provider.user_token("as-app-burst", [f"api://{MIDDLE_API_CLIENT_ID}/access_as_user"])
+    provider.log(clear=True)
+    answers: list[int] = []
+
+    def one() -> None:
+        answers.append(call(app.test_client(), "/api/as-app", caller).status_code)
+
+    workers = [threading.Thread(target=one) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(20)
+    assert answers == [200] * 8
+    assert token_requests(provider) == 1

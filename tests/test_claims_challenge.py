@@ -91,3 +91,38 @@ def test_an_api_passes_the_challenge_on_to_its_caller(provider: LocalProvider) -
     assert challenge.startswith(f'Bearer realm="api://{API_CLIENT_ID}"') and 'error="insufficient_claims"' in challenge
     claims = challenge.split('claims="')[1].split('"')[0]
     assert json.loads(base64.b64decode(claims)) == json.loads(CAE_CLAIMS)
+
+
+def test_a_challenge_that_repeats_after_its_sign_in_is_a_403_not_a_loop(
+    app: Flask, sign_in: SignIn, idp: LocalProvider
+) -> None:
+    client = app.test_client()
+    assert sign_in(client, "/token").status_code == 302
+    first = client.get("/needs-claims")
+    assert first.status_code == 302
+    sign_in.finish(client, idp.sign_in(sign_in.start(client, first.location)))
+    with client.session_transaction() as session:
+        session["challenged"] = False  # the further API asks again, for the same claims
+    again = client.get("/needs-claims")
+    assert again.status_code == 403
+    assert "Traceback" not in again.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        base64.b64encode(b"[" * 5000).decode(),
+        base64.b64encode(b'{"a":' * 2000).decode(),
+        base64.b64encode(json.dumps({"id_token": {"x": {"value": "v" * 1900}}}).encode()).decode(),
+    ],
+    ids=["deeply-nested-list", "deeply-nested-object", "near-the-limit"],
+)
+def test_hostile_claims_never_break_the_login_view(app: Flask, claims: str) -> None:
+    response = app.test_client().get("/login", query_string={"claims": claims, "next": "/" + "p" * 1500})
+    assert response.status_code in (302, 400)
+    assert "Traceback" not in response.get_data(as_text=True)
+    for cookie in response.headers.getlist("Set-Cookie"):
+        assert len(cookie) <= 4096
+    assert ClaimsChallenge.from_header(f'Bearer error="insufficient_claims", claims="{claims}"') is None or (
+        len(base64.b64decode(claims)) <= 2048
+    )

@@ -258,7 +258,11 @@ def test_parallel_requests_after_expiry_share_one_refresh_grant(
     assert len(grants(idp)) == 1
     cache = stored(client)[CACHE_KEY]
     assert len(cache["RefreshToken"]) == 1 and len(cache["Account"]) == 1
-    assert len(app.extensions["identity"].client.refreshes) == 0  # nothing kept once answered
+    refreshes = app.extensions["identity"].client.refreshes
+    assert len(refreshes) <= 1  # the finished refresh, kept a few seconds
+    later = time.monotonic() + tokens.LINGER_SECONDS + 1
+    refreshes.clock = lambda: later
+    assert len(refreshes) == 0  # then nothing
 
 
 def test_requests_waiting_for_a_stalled_refresh_give_up_with_it(
@@ -496,3 +500,45 @@ def test_a_session_written_by_an_earlier_version_is_read_and_converted(app: Flas
     with client.session_transaction() as session:
         session[CACHE_KEY] = "{not json"
     assert client.get("/token").status_code == 302  # unreadable: sign in again, never a 500
+
+
+# --- failures and damaged caches ----------------------------------------------------------------
+
+
+def test_a_failed_refresh_is_shared_by_its_waiters_only(
+    make_app: Callable[..., Flask], idp: LocalProvider, sign_in: SignIn
+) -> None:
+    """A request that comes after a failed refresh asks the provider again, even while the
+    user's finished refresh is still kept."""
+    app = make_app(client_id=SHORT_CLIENT_ID, timeout=1)
+    client = app.test_client()
+    assert sign_in(client, "/token").status_code == 302
+    token(client)  # a refresh that worked: kept a few seconds for late readers
+    idp.fault(TOKEN_PATH, delay=3000)
+    assert client.get("/token", headers={"Accept": "application/json"}).status_code == 503
+    time.sleep(0.1)
+    idp.log(clear=True)
+    assert token(client) is not None  # not the kept failure: the provider was asked, and answered
+    assert len(grants(idp)) == 1
+
+
+@pytest.mark.parametrize(
+    ("damage", "status"),
+    [
+        ({"AccessToken": [1, 2]}, 302),
+        ({"AccessToken": {"k": {"expires_on": "1e999", "target": "User.Read", "secret": "x"}}}, 302),
+        ({"AccessToken": "text", "RefreshToken": {"r": {"secret": 5, "home_account_id": ["list"]}}}, 302),
+        ({"Account": {"a": {"home_account_id": {"not": "hashable"}}}}, 200),  # the token is still good
+    ],
+    ids=["list-section", "endless-expiry", "wrong-types", "odd-account"],
+)
+def test_a_damaged_cache_sends_the_user_to_sign_in_not_a_500(
+    app: Flask, sign_in: SignIn, damage: dict[str, Any], status: int
+) -> None:
+    client = app.test_client()
+    assert sign_in(client, "/token").status_code == 302
+    with client.session_transaction() as session:
+        session[CACHE_KEY] = {**session[CACHE_KEY], **damage}
+    response = client.get("/token")
+    assert response.status_code == status, response.get_data(as_text=True)[:300]
+    assert client.get("/whoami").status_code == 200  # still signed in; only the tokens are gone
