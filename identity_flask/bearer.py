@@ -232,8 +232,8 @@ class BearerValidator:
             # Every access token names the client it was issued to (azp, or appid in v1);
             # an id token for an app of the same client id never does, and carries a nonce.
             raise Refused("The token is not an access token.")
-        self._check_times(claims)
         self._check_audience(claims)
+        self._check_times(claims)
         self._check_issuer(claims)
         self._check_caller(claims)
         return claims
