@@ -29,13 +29,7 @@ class ApiState:
     def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
         self.validator = BearerValidator(settings)
-        self.downstream = Downstream(
-            settings.client_id,
-            settings.client_credential,
-            settings.authority,
-            instance_discovery=settings.instance_discovery,
-            timeout=settings.timeout,
-        )
+        self.downstream = Downstream.for_settings(settings)
 
 
 class ApiAuth:

@@ -35,13 +35,7 @@ class AppState:
         #: Talks to the provider; one per app and process.
         self.client = IdentityClient(settings)
         #: Tokens for the app itself, to call further APIs (client credentials).
-        self.downstream = Downstream(
-            settings.client_id,
-            settings.client_credential,
-            settings.authority,
-            instance_discovery=settings.instance_discovery,
-            timeout=settings.timeout,
-        )
+        self.downstream = Downstream.for_settings(settings)
         #: The sign-ins each browser has started and not finished.
         self.pending = PendingSignIns(ttl=settings.sign_in_timeout, keep=settings.max_pending_sign_ins)
         self._known_scopes: frozenset[str] | None = None

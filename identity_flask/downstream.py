@@ -23,7 +23,7 @@ from typing import Any
 import msal
 
 from .client import TokenCache, _TimeoutSession, provider_calls
-from .config import Authority
+from .config import ApiSettings, Authority, Settings
 from .errors import BearerTokenError, ConfigurationError, ProviderError, ProviderUnavailable
 from .redaction import one_line
 from .tokens import EXPIRY_MARGIN
@@ -72,6 +72,17 @@ class Downstream:
         self._apps: dict[str, msal.ConfidentialClientApplication] = {}
         self._obo: collections.OrderedDict[tuple[bytes, tuple[str, ...]], tuple[dict[str, Any], float]] = (
             collections.OrderedDict()
+        )
+
+    @classmethod
+    def for_settings(cls, settings: Settings | ApiSettings) -> Downstream:
+        """The further-API tokens of an app (:class:`Auth`) or a web API (:class:`ApiAuth`)."""
+        return cls(
+            settings.client_id,
+            settings.client_credential,
+            settings.authority,
+            instance_discovery=settings.instance_discovery,
+            timeout=settings.timeout,
         )
 
     def _app(self, purpose: str) -> msal.ConfidentialClientApplication:
