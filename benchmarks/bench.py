@@ -31,13 +31,10 @@ Redis). Writes ``benchmarks/results.md``.
 from __future__ import annotations
 
 import argparse
-import base64
 import gc
 import html
-import io
 import json
 import logging
-import math
 import platform
 import random
 import re
@@ -66,6 +63,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "idp"))
 
 from localidp import CLIENT_ID, CLIENT_SECRET, MEDIUM_CLIENT_ID, MEDIUM_TOKEN_SECONDS, SHORT_CLIENT_ID  # noqa: E402
+from measure import WSGI, Samples, b64url, request_once  # noqa: E402
 from servers import LocalProvider, RedisServer, free_port, start_provider  # noqa: E402
 
 from identity_flask import Auth  # noqa: E402
@@ -76,7 +74,6 @@ OURS_REDIRECT = f"{ORIGIN}/getAToken"
 REFERENCE_REDIRECT = f"{ORIGIN}/auth/redirect"
 TOKEN_PATH = "/oauth2/v2.0/token"
 BROWSER_AGENT = "bench-browser"
-WSGI = Callable[..., Any]
 
 OURS = "identity_flask"
 REFERENCE = "identity 0.11"
@@ -115,30 +112,6 @@ PROVIDER_COUNT = 100
 # --- measuring ------------------------------------------------------------------------------------
 
 
-def request_once(app: WSGI, environ: dict[str, Any]) -> tuple[str, bytes]:
-    """One request through ``app`` (a WSGI callable); its status line and body."""
-    env = dict(environ)
-    env["wsgi.input"] = io.BytesIO(b"")
-    status: list[str] = []
-
-    def start_response(line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
-        status.append(line)
-        return _discard
-
-    body = app(env, start_response)
-    try:
-        data = b"".join(body)
-    finally:
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
-    return status[0], data
-
-
-def _discard(data: bytes) -> None:
-    return None
-
-
 def cpu_batch(
     app: WSGI,
     environs: Sequence[dict[str, Any]],
@@ -169,32 +142,6 @@ def base_environ(path: str) -> dict[str, Any]:
 
 def with_cookie(environ: dict[str, Any], sid: str) -> dict[str, Any]:
     return {**environ, "HTTP_COOKIE": f"session={sid}"}
-
-
-@dataclass
-class Samples:
-    """Per-batch figures of one cell, in microseconds."""
-
-    values: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values) if self.values else math.nan
-
-    @property
-    def min(self) -> float:
-        return min(self.values) if self.values else math.nan
-
-    def half_width(self) -> float:
-        """Half the width of a distribution-free 95% confidence interval of the median."""
-        ordered = sorted(self.values)
-        n = len(ordered)
-        if n < 6:
-            return (ordered[-1] - ordered[0]) / 2 if n > 1 else math.inf
-        reach = math.ceil(0.98 * math.sqrt(n))
-        low = ordered[max(0, n // 2 - reach)]
-        high = ordered[min(n - 1, (n - 1) // 2 + reach)]
-        return (high - low) / 2
 
 
 def rss_mib() -> float:
@@ -411,21 +358,17 @@ def grants_in(log: list[dict[str, Any]]) -> int:
 # --- synthetic users ------------------------------------------------------------------------------
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def jwt_like(length: int, rng: random.Random) -> str:
     """A string shaped like a signed JWT (header.payload.signature), ``length`` characters."""
-    header = _b64(json.dumps({"typ": "JWT", "alg": "RS256", "kid": "bench"}).encode())
-    signature = _b64(rng.randbytes(256))
+    header = b64url(json.dumps({"typ": "JWT", "alg": "RS256", "kid": "bench"}).encode())
+    signature = b64url(rng.randbytes(256))
     size = length - len(header) - len(signature) - 2
-    payload = _b64(rng.randbytes(size))[:size]
+    payload = b64url(rng.randbytes(size))[:size]
     return f"{header}.{payload}.{signature}"
 
 
 def opaque(length: int, rng: random.Random) -> str:
-    return _b64(rng.randbytes(length))[:length]
+    return b64url(rng.randbytes(length))[:length]
 
 
 def tail(user: int, index: int) -> str:

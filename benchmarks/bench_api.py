@@ -32,14 +32,10 @@ Writes ``benchmarks/api-results.md``.
 from __future__ import annotations
 
 import argparse
-import base64
 import gc
 import importlib.metadata
-import io
-import math
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -62,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "idp"))
 
 from localidp import API_CLIENT_ID, TENANT_ID  # noqa: E402
+from measure import WSGI, Samples, b64url, request_once  # noqa: E402
 from servers import LocalProvider, start_provider  # noqa: E402
 
 from identity_flask import ApiAuth  # noqa: E402
@@ -71,7 +68,6 @@ API_URI = f"api://{API_CLIENT_ID}"
 SCOPE = "Todo.Read"
 KEYS_PATH = "/discovery/v2.0/keys"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
-WSGI = Callable[..., Any]
 
 #: Length of the Entra-sized token, in characters (Entra's are 1 to 3 KB).
 ENTRA_TOKEN_LENGTH = 2000
@@ -85,30 +81,6 @@ TARGET_FETCHES_PER_BURST = 1  # jwks_uri fetches per burst of unknown key ids
 
 
 # --- measuring ------------------------------------------------------------------------------------
-
-
-def request_once(app: WSGI, environ: dict[str, Any]) -> tuple[str, bytes]:
-    """One request through ``app`` (a WSGI callable); its status line and body."""
-    env = dict(environ)
-    env["wsgi.input"] = io.BytesIO(b"")
-    status: list[str] = []
-
-    def start_response(line: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
-        status.append(line)
-        return _discard
-
-    body = app(env, start_response)
-    try:
-        data = b"".join(body)
-    finally:
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
-    return status[0], data
-
-
-def _discard(data: bytes) -> None:
-    return None
 
 
 def cpu_batch(app: WSGI, environ: dict[str, Any], count: int, answers: list[tuple[str, bytes]]) -> float:
@@ -129,32 +101,6 @@ def environ_for(path: str, token: str | None) -> dict[str, Any]:
         return builder.get_environ()
     finally:
         builder.close()
-
-
-@dataclass
-class Samples:
-    """Per-round figures of one cell."""
-
-    values: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values) if self.values else math.nan
-
-    @property
-    def min(self) -> float:
-        return min(self.values) if self.values else math.nan
-
-    def half_width(self) -> float:
-        """Half the width of a distribution-free 95% confidence interval of the median."""
-        ordered = sorted(self.values)
-        n = len(ordered)
-        if n < 6:
-            return (ordered[-1] - ordered[0]) / 2 if n > 1 else math.inf
-        reach = math.ceil(0.98 * math.sqrt(n))
-        low = ordered[max(0, n // 2 - reach)]
-        high = ordered[min(n - 1, (n - 1) // 2 + reach)]
-        return (high - low) / 2
 
 
 @dataclass
@@ -228,10 +174,6 @@ def floor_key_for(provider: LocalProvider, token: str) -> Any:
     return jwt.PyJWK(entry).key
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def entra_sized_token(provider: LocalProvider, issuer: str, length: int = ENTRA_TOKEN_LENGTH) -> str:
     """A user's v2 access token for the API with the claims Entra gives one, padded with
     group ids to about ``length`` characters, signed by the provider (``/__mint``)."""
@@ -243,7 +185,7 @@ def entra_sized_token(provider: LocalProvider, issuer: str, length: int = ENTRA_
         "iat": now,
         "nbf": now,
         "exp": now + 3600,
-        "aio": _b64(os.urandom(96)),
+        "aio": b64url(os.urandom(96)),
         "azp": str(uuid.uuid4()),
         "azpacr": "1",
         "family_name": "Bench",
@@ -252,15 +194,15 @@ def entra_sized_token(provider: LocalProvider, issuer: str, length: int = ENTRA_
         "name": "Benchmark Bench",
         "oid": oid,
         "preferred_username": "bench@contoso.example",
-        "rh": "1.AXEA" + _b64(os.urandom(48)) + ".",
+        "rh": "1.AXEA" + b64url(os.urandom(48)) + ".",
         "scp": SCOPE,
         "sid": str(uuid.uuid4()),
-        "sub": _b64(os.urandom(32)),
+        "sub": b64url(os.urandom(32)),
         "tid": TENANT_ID,
-        "uti": _b64(os.urandom(16)),
+        "uti": b64url(os.urandom(16)),
         "ver": "2.0",
         "wids": ["b79fbf4d-3ef9-4689-8143-76b194e85509"],
-        "xms_ftd": _b64(os.urandom(48)),
+        "xms_ftd": b64url(os.urandom(48)),
         "xms_idrel": "1 20",
         "groups": [],
     }
