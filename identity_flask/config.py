@@ -355,6 +355,18 @@ def _as_tenants(value: Any) -> tuple[str, ...]:
     return tuple(tenants)
 
 
+def _check_credential(credential: Any) -> None:
+    """A client secret, or a certificate dict as MSAL takes it (or nothing)."""
+    if credential is not None and not isinstance(credential, (str, Mapping)):
+        # The value is a secret: name its type only.
+        raise ConfigurationError(
+            f"{_key('client_credential')} must be a client secret (a string) or a certificate dict as MSAL "
+            f"takes it, got a {type(credential).__name__}."
+        )
+    if isinstance(credential, Mapping):
+        _check_certificate(credential)
+
+
 def _check_types(values: Mapping[str, Any]) -> None:
     for name in (
         "client_id",
@@ -372,15 +384,7 @@ def _check_types(values: Mapping[str, Any]) -> None:
         value = values[name]
         if value is not None and not isinstance(value, str):
             raise ConfigurationError(f"{_key(name)} must be a string, got {value!r}.")
-    credential = values["client_credential"]
-    if credential is not None and not isinstance(credential, (str, Mapping)):
-        # The value is a secret: name its type only.
-        raise ConfigurationError(
-            f"{_key('client_credential')} must be a client secret (a string) or a certificate dict as MSAL "
-            f"takes it, got a {type(credential).__name__}."
-        )
-    if isinstance(credential, Mapping):
-        _check_certificate(credential)
+    _check_credential(values["client_credential"])
     view = values["post_logout_view"]
     if view is not None and not (isinstance(view, str) or callable(view)):
         raise ConfigurationError(
@@ -496,13 +500,7 @@ def resolve_api(config: Mapping[str, Any], given: Mapping[str, Any]) -> ApiSetti
             "tokens for the API carry it as their audience."
         )
     credential = values["client_credential"]
-    if credential is not None and not isinstance(credential, (str, Mapping)):
-        raise ConfigurationError(
-            f"{_key('client_credential')} must be a client secret (a string) or a certificate dict as MSAL "
-            f"takes it, got a {type(credential).__name__}."
-        )
-    if isinstance(credential, Mapping):
-        _check_certificate(credential)
+    _check_credential(credential)
     authority, _edit, _reset = _authorities(
         {**values, "b2c_edit_profile_user_flow": None, "b2c_reset_password_user_flow": None}
     )
