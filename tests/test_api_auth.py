@@ -623,3 +623,24 @@ def test_parallel_first_calls_for_an_app_token_make_one_grant(provider: LocalPro
         worker.join(20)
     assert answers == [200] * 8
     assert token_requests(provider) == 1
+
+
+def test_no_token_or_secret_of_further_api_calls_reaches_any_log(
+    provider: LocalProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On-behalf-of and app tokens, with every logger at DEBUG (MSAL's included)."""
+    app = create_middle_api(provider)
+    client = app.test_client()
+    caller = provider.user_token("quiet-caller", [f"api://{MIDDLE_API_CLIENT_ID}/access_as_user"])
+    with caplog.at_level(logging.DEBUG):
+        downstream = call(client, "/api/downstream", caller)
+        as_app = call(client, "/api/as-app", caller)
+    assert downstream.status_code == 200 and as_app.status_code == 200
+    assert any(r.name.startswith("msal") for r in caplog.records), "MSAL's debug log was not captured"
+    text = "\n".join(f"{r.getMessage()} {r.args!r}" for r in caplog.records)
+    secrets = [MIDDLE_API_SECRET, *caller.split(".")]
+    with app.app_context():
+        auth: ApiAuth = app.extensions["test_api_auth"]
+        secrets.append(auth.get_app_token([f"api://{DOWNSTREAM_API_CLIENT_ID}/.default"])["access_token"])
+    for secret in secrets:
+        assert secret not in text
