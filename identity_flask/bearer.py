@@ -112,8 +112,9 @@ class KeySet:
             # have rather than wait behind a provider that may be slow.
             if not self._lock.acquire(blocking=False):
                 return key
-            self._lock.release()
-        with self._lock:
+        else:
+            self._lock.acquire()
+        try:
             key = self._keys.get(kid)
             now = self.clock()
             if key is not None and now - self._fetched_at < KEYS_MAX_AGE:
@@ -135,11 +136,11 @@ class KeySet:
                     return key
                 raise
             return self._keys.get(kid)
+        finally:
+            self._lock.release()
 
     def issuer_now(self) -> str:
-        """The authority's issuer, fetching the configuration if it was never had."""
-        if self.issuer is None:
-            self.key("")
+        """The authority's issuer, known whenever a key is (both come from one fetch)."""
         if self.issuer is None:
             raise ProviderUnavailable("The sign-in service could not be reached. Please try again in a moment.")
         return self.issuer

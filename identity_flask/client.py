@@ -54,10 +54,6 @@ class TokenCache(msal.SerializableTokenCache):  # type: ignore[misc]
         return super().add(event, now=now)
 
 
-#: Keys of an MSAL token result that a view may see. The refresh token and the
-#: raw id token stay in the token cache.
-TOKEN_KEYS = ("access_token", "token_type", "expires_in", "scope")
-
 #: What reading a damaged token cache (a list for a section, a number for a secret) raises,
 #: in :mod:`identity_flask.tokens` or in MSAL.
 _CORRUPT_CACHE = (TypeError, ValueError, AttributeError, KeyError, OverflowError, AssertionError)
@@ -142,7 +138,7 @@ def _check_answer(response: requests.Response) -> None:
 class SilentResult(NamedTuple):
     """What :meth:`IdentityClient.silent` found."""
 
-    #: The token (:data:`TOKEN_KEYS`), or ``None``.
+    #: The token as a view gets it (:func:`~identity_flask.tokens.from_answer`), or ``None``.
     token: dict[str, Any] | None
     #: Why there is no token: MSAL's error code, ``no_account`` or ``no_token``.
     error: str | None
@@ -359,8 +355,7 @@ class IdentityClient:
                 raise ProviderError("The sign-in service could not refresh your access.", error=error)
             logger.info("Token for %s needs a new sign-in: %s", " ".join(scopes), one_line(error))
             return SilentResult(None, error, new_cache)
-        token = {key: result[key] for key in TOKEN_KEYS if key in result}
-        return SilentResult(token, None, new_cache)
+        return SilentResult(tokens.from_answer(result, scopes), None, new_cache)
 
     def token_for(self, session: session_data.Session, scopes: Sequence[str]) -> dict[str, Any] | None:
         """The access token a view asked for, from the signed-in user's token cache in ``session``.
@@ -457,13 +452,10 @@ class IdentityClient:
             changed = flight.cache = result.cache
             flight.source = source
             flight.refreshed_at = time.monotonic()
-        if result.token is None:
+        token = result.token
+        if token is None:
             return None, changed
-        token: dict[str, Any] = {
-            k: v for k, v in result.token.items() if k in ("access_token", "token_type", "expires_in")
-        }
-        token["scopes"] = str(result.token.get("scope") or "").split() or list(scopes)
-        lifetime = int(token.get("expires_in") or 0)
+        lifetime = token["expires_in"]
         if result.cache is not None and lifetime > 0:
             flight.tokens[scopes] = (token, time.time() + lifetime)
         return token, changed

@@ -26,7 +26,7 @@ from .client import TokenCache, _TimeoutSession, provider_calls
 from .config import ApiSettings, Authority, Settings
 from .errors import BearerTokenError, ConfigurationError, ProviderError, ProviderUnavailable
 from .redaction import one_line
-from .tokens import EXPIRY_MARGIN
+from .tokens import EXPIRY_MARGIN, from_answer
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class Downstream:
             error = str((result or {}).get("error"))
             logger.warning("The app's token for %s was refused: %s", " ".join(wanted), one_line(error))
             raise ProviderError("The sign-in service refused the app a token.", error=error)
-        return _token(result, wanted)
+        return from_answer(result, wanted)
 
     def on_behalf_of(self, assertion: str, scopes: Sequence[str], *, realm: str = "") -> dict[str, Any]:
         """A token for a further API, for the user who called with ``assertion``.
@@ -172,7 +172,7 @@ class Downstream:
                     claims=base64.b64encode(text.encode()).decode() if text else None,
                 )
             raise ProviderError("The sign-in service failed to issue a token for a further API.", error=error)
-        token = _token(result, list(wanted))
+        token = from_answer(result, wanted)
         lifetime = int(token.get("expires_in") or 0)
         with self._lock:
             self._obo[key] = (token, now + lifetime)
@@ -185,13 +185,3 @@ class Downstream:
         """On-behalf-of tokens held (for tests and the docs' memory bound)."""
         with self._lock:
             return len(self._obo)
-
-
-def _token(result: dict[str, Any], asked: list[str]) -> dict[str, Any]:
-    granted = str(result.get("scope") or "").split() or asked
-    return {
-        "access_token": result["access_token"],
-        "token_type": result.get("token_type", "Bearer"),
-        "expires_in": int(result.get("expires_in") or 0),
-        "scopes": granted,
-    }

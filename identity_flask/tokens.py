@@ -105,6 +105,18 @@ def cached_token(
     return None
 
 
+def from_answer(answer: Mapping[str, Any], asked: Sequence[str]) -> dict[str, Any]:
+    """What a view is given of MSAL's answer with a token: ``access_token``, ``token_type``,
+    ``expires_in`` and the ``scopes`` granted (those asked for when the answer names none).
+    The refresh token and the id token stay out of it."""
+    return {
+        "access_token": answer["access_token"],
+        "token_type": answer.get("token_type", "Bearer"),
+        "expires_in": int(answer.get("expires_in") or 0),
+        "scopes": str(answer.get("scope") or "").split() or list(asked),
+    }
+
+
 def trimmed(cache: Mapping[str, Any], now: float, *, scope_free_refresh: bool = True) -> Cache:
     """``cache`` as the session keeps it: what MSAL needs to serve and refresh tokens, once.
 
