@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
@@ -162,6 +164,27 @@ def redis_server() -> Iterator[RedisServer]:
     """A throwaway ``redis-server`` for a module's tests, which are marked ``redis``."""
     with RedisServer() as server:
         yield server
+
+
+def burst(url: str, cookie: str, parallel: int) -> list[requests.Response]:
+    """``parallel`` GETs of ``url`` by one browser (session ``cookie``), let go at the same
+    moment, as an API caller (JSON answers); their answers, in the order they came."""
+    barrier = threading.Barrier(parallel)
+    answers: list[requests.Response] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        barrier.wait(10)
+        answer = requests.get(url, cookies={"session": cookie}, headers={"Accept": "application/json"}, timeout=30)
+        with lock:
+            answers.append(answer)
+
+    threads = [threading.Thread(target=call) for _ in range(parallel)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return answers
 
 
 class LiveServer:

@@ -20,6 +20,11 @@ from identity_flask import ApiAuth, ClaimsChallenge
 JSON = {"Accept": "application/json"}
 
 
+def claims_in(challenge: str) -> Any:
+    """The claims request a ``WWW-Authenticate`` challenge carries, decoded."""
+    return json.loads(base64.b64decode(challenge.split('claims="')[1].split('"')[0]))
+
+
 def test_a_page_sends_the_user_through_sign_in_with_the_claims_and_back(
     app: Flask, sign_in: SignIn, idp: LocalProvider
 ) -> None:
@@ -46,8 +51,7 @@ def test_a_caller_that_wants_json_gets_the_challenge(app: Flask, sign_in: SignIn
     assert response.status_code == 401 and response.get_json()["error"] == "insufficient_claims"
     challenge = response.headers["WWW-Authenticate"]
     assert 'error="insufficient_claims"' in challenge
-    claims = challenge.split('claims="')[1].split('"')[0]
-    assert json.loads(base64.b64decode(claims)) == json.loads(CAE_CLAIMS)
+    assert claims_in(challenge) == json.loads(CAE_CLAIMS)
 
 
 @pytest.mark.parametrize(
@@ -89,8 +93,7 @@ def test_an_api_passes_the_challenge_on_to_its_caller(provider: LocalProvider) -
     assert response.status_code == 401 and response.is_json
     challenge = response.headers["WWW-Authenticate"]
     assert challenge.startswith(f'Bearer realm="api://{API_CLIENT_ID}"') and 'error="insufficient_claims"' in challenge
-    claims = challenge.split('claims="')[1].split('"')[0]
-    assert json.loads(base64.b64decode(claims)) == json.loads(CAE_CLAIMS)
+    assert claims_in(challenge) == json.loads(CAE_CLAIMS)
 
 
 def test_a_challenge_that_repeats_after_its_sign_in_is_a_403_not_a_loop(

@@ -9,12 +9,11 @@ its token endpoint slowed down so the burst arrives while the refreshes are unde
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 
 import pytest
 import requests
-from conftest import APP_PORT, REDIRECT_URI
+from conftest import APP_PORT, REDIRECT_URI, burst
 from localidp import CLIENT_SECRET, SHORT_CLIENT_ID, LocalProvider
 from servers import Gunicorn, RedisServer
 
@@ -40,26 +39,6 @@ def deployment(provider: LocalProvider, redis_server: RedisServer) -> Iterator[G
         yield server
 
 
-def burst(url: str, cookie: str) -> list[requests.Response]:
-    """:data:`PARALLEL` requests of one browser, let go at the same moment."""
-    barrier = threading.Barrier(PARALLEL)
-    answers: list[requests.Response] = []
-    lock = threading.Lock()
-
-    def call() -> None:
-        barrier.wait(10)
-        answer = requests.get(url, cookies={"session": cookie}, timeout=30)
-        with lock:
-            answers.append(answer)
-
-    threads = [threading.Thread(target=call) for _ in range(PARALLEL)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return answers
-
-
 def test_a_burst_after_expiry_makes_at_most_one_grant_per_process(
     deployment: Gunicorn, provider: LocalProvider
 ) -> None:
@@ -73,7 +52,7 @@ def test_a_burst_after_expiry_makes_at_most_one_grant_per_process(
     for attempt in range(3):  # until the burst has reached both workers
         provider.log(clear=True)
         provider.fault(TOKEN_PATH, delay=700, times=WORKERS)
-        answers = burst(f"{deployment.url}/token", cookie)
+        answers = burst(f"{deployment.url}/token", cookie, PARALLEL)
         assert [a.status_code for a in answers] == [200] * PARALLEL, [a.text[:200] for a in answers]
         assert {a.json()["sub"] for a in answers} == {"burst-user"}
         pids = {a.json()["pid"] for a in answers}

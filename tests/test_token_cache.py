@@ -19,7 +19,7 @@ from typing import Any
 import msal
 import pytest
 import requests
-from conftest import APP_PORT, LiveServer, SignIn, b2c_settings, session_cookie, stored_session
+from conftest import APP_PORT, LiveServer, SignIn, b2c_settings, burst, session_cookie, stored_session
 from flask import Flask
 from flask.testing import FlaskClient
 from localidp import MEDIUM_CLIENT_ID, MEDIUM_TOKEN_SECONDS, SHORT_CLIENT_ID, TENANT_ID, LocalProvider
@@ -219,28 +219,6 @@ def test_the_cache_reader_answers_as_msal_would(app: Flask, sign_in: SignIn) -> 
 # --- one refresh per user at a time ------------------------------------------------------------
 
 
-def burst(server: LiveServer, cookie: str, parallel: int, path: str = "/token") -> list[requests.Response]:
-    """``parallel`` requests of one browser at once, as an API caller (JSON answers)."""
-    barrier = threading.Barrier(parallel)
-    results: list[requests.Response] = []
-    lock = threading.Lock()
-
-    def call() -> None:
-        barrier.wait(5)
-        response = requests.get(
-            f"{server.url}{path}", cookies={"session": cookie}, headers={"Accept": "application/json"}, timeout=20
-        )
-        with lock:
-            results.append(response)
-
-    threads = [threading.Thread(target=call) for _ in range(parallel)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return results
-
-
 def test_parallel_requests_after_expiry_share_one_refresh_grant(
     make_app: Callable[..., Flask], idp: LocalProvider, sign_in: SignIn
 ) -> None:
@@ -251,7 +229,7 @@ def test_parallel_requests_after_expiry_share_one_refresh_grant(
     idp.log(clear=True)
     idp.fault(TOKEN_PATH, delay=500)  # a slowish provider: all 8 requests arrive during the refresh
     with LiveServer(app, APP_PORT) as server:
-        results = burst(server, cookie, 8)
+        results = burst(f"{server.url}/token", cookie, 8)
     assert [r.status_code for r in results] == [200] * 8
     assert {r.json()["sub"] for r in results} == {"alice"}
     assert len({r.json()["access_token"] for r in results}) == 1
@@ -276,7 +254,7 @@ def test_requests_waiting_for_a_stalled_refresh_give_up_with_it(
     idp.fault(TOKEN_PATH, delay=4000, times=4)
     started = time.monotonic()
     with LiveServer(app, APP_PORT) as server:
-        results = burst(server, cookie, 4, path="/token")
+        results = burst(f"{server.url}/token", cookie, 4)
     took = time.monotonic() - started
     assert [r.status_code for r in results] == [503] * 4
     assert all(r.json()["error"] == "temporarily_unavailable" for r in results)
@@ -298,7 +276,9 @@ def test_parallel_requests_of_different_users_do_not_wait_for_each_other(
     results: dict[str, list[requests.Response]] = {}
     with LiveServer(app, APP_PORT) as server:
         threads = [
-            threading.Thread(target=lambda c=c, n=n: results.__setitem__(n, burst(server, session_cookie(c) or "", 3)))
+            threading.Thread(
+                target=lambda c=c, n=n: results.__setitem__(n, burst(f"{server.url}/token", session_cookie(c) or "", 3))
+            )
             for n, c in clients.items()
         ]
         for thread in threads:
