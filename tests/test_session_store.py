@@ -21,7 +21,7 @@ import requests
 from conftest import APP_PORT, LiveServer, SignIn, stored_session
 from flask import Flask
 from flask.testing import FlaskClient
-from localidp import LocalProvider
+from localidp import SHORT_CLIENT_ID, LocalProvider
 from servers import RedisServer
 
 from identity_flask import safe_store
@@ -285,3 +285,26 @@ def test_the_extension_sets_a_serializer_without_pickle_on_every_store_it_builds
     interface: Any = app.session_interface
     assert isinstance(interface.serializer, safe_store.SessionSerializer)
     assert isinstance(interface.cache.serializer, safe_store.CacheSerializer)
+
+
+@pytest.mark.redis
+def test_a_refresh_that_cannot_be_stored_is_a_503_and_the_user_keeps_their_session(
+    make_app: Callable[..., Flask], idp: LocalProvider, redis_server: RedisServer
+) -> None:
+    """A full store at the moment a refreshed cache is written back: a 503, nothing kept in the
+    process for long, and the user's session, refresh token included, still works after."""
+    client = redis.Redis(port=redis_server.port)
+    client.flushall()
+    app = make_app(client_id=SHORT_CLIENT_ID, flask_config={"SESSION_TYPE": "redis", "SESSION_REDIS": client})
+    browser = app.test_client()
+    assert idp.sign_in_to_app(browser, "/token").status_code == 302
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + 1000)  # no room to grow
+    try:
+        answer = browser.get("/token", headers=JSON)  # 5-second tokens: this view refreshes
+        assert answer.status_code == 503, answer.get_data(as_text=True)[:300]
+        assert answer.get_json()["error"] == "temporarily_unavailable"
+    finally:
+        client.config_set("maxmemory", "0")
+    again = browser.get("/token", headers=JSON)
+    assert again.status_code == 200 and again.get_json()["sub"] == "alice"
