@@ -30,6 +30,7 @@ from localidp import (  # noqa: E402
     CLIENT_SECRET,
     LocalProvider,
     free_port,
+    group_id,
 )
 from servers import RedisServer  # noqa: E402
 from testapp import create_app  # noqa: E402
@@ -47,7 +48,11 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProvider
         tmp_path_factory.mktemp("idp"),
         redirect_uris=[f"{o}{p}" for o in origins for p in ("/getAToken", "/auth/redirect")],
         post_logout_redirect_uris=[f"{o}{p}" for o in origins for p in ("/", "/signed-out")],
-        users={"admin": {"roles": ["Admin"], "name": "Ada Admin"}, "stringroles": {"roles": "Admin"}},
+        users={
+            "admin": {"roles": ["Admin"], "name": "Ada Admin"},
+            "stringroles": {"roles": "Admin"},
+            "groupadmin": {"roles": ["Admin"], "groups": [group_id(1)]},
+        },
     )
     local.start()
     saved = {k: os.environ.get(k) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}

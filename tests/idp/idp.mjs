@@ -51,6 +51,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import Provider, { errors } from 'oidc-provider';
+import { groupClaims, graphRequest } from './graph.mjs';
 
 const defaults = {
   host: '127.0.0.1',
@@ -99,7 +100,25 @@ function claimsFor(login) {
     given_name: name,
     family_name: 'Test',
     ...(cfg.users[login] || {}),
+    ...groupClaims(login, { users: cfg.users, tid: cfg.tid, oid }),
+    ...(acrsByAccount.has(login) ? { acrs: [...acrsByAccount.get(login)] } : {}),
   };
+}
+
+// ---- Step-up (Entra's authentication contexts) ----
+// A sign-in whose claims request asks the id token for `acrs` values (Entra's authentication
+// context, e.g. {"id_token":{"acrs":{"essential":true,"value":"c1"}}}) shows the sign-in form
+// again, as Entra would run the context's conditional access (MFA), and from then on that
+// user's id tokens carry those values in `acrs`. A login starting "noacrs-" never meets one.
+const acrsByAccount = new Map();
+function acrsAsked(claimsParam) {
+  try {
+    const asked = JSON.parse(claimsParam)?.id_token?.acrs;
+    const values = asked?.values || (asked?.value !== undefined ? [asked.value] : []);
+    return Array.isArray(values) ? values.filter((v) => typeof v === 'string' && /^c([1-9]|[1-9][0-9])$/.test(v)) : [];
+  } catch {
+    return [];
+  }
 }
 
 // An unbounded store: the built-in development adapter is an LRU that drops refresh tokens
@@ -246,6 +265,10 @@ async function interact(ctx, provider, mount) {
       ctx.type = 'html';
       ctx.body = signInPage(mount, interaction, 'Enter a login, e.g. alice.');
       return true;
+    }
+    const acrs = interaction.params.x_acrs;
+    if (acrs && !login.startsWith('noacrs-')) {
+      acrsByAccount.set(login, new Set([...(acrsByAccount.get(login) || []), ...acrs.split(' ')]));
     }
     result = { login: { accountId: login } };
   } else {
@@ -500,7 +523,9 @@ async function onBehalfOfGrant(ctx, next) {
 }
 
 // oidc-provider's metadata for a client of the config (without the keys only this script reads).
-function clientMetadata({ access_token_ttl: _ttl, app_roles: _roles, service_principal_id: _sp, ...client }) {
+function clientMetadata({
+  access_token_ttl: _ttl, app_roles: _roles, service_principal_id: _sp, ignores_max_age: _ignores, ...client
+}) {
   // Entra lets any confidential client use client credentials and on-behalf-of; with `apis` so do we.
   const apiGrants = apis.length ? ['client_credentials', JWT_BEARER] : [];
   if (apis.length && !client.redirect_uris) { // a daemon: no sign-in
@@ -531,10 +556,11 @@ function mountProvider(mount, index) {
     scopes: ['openid', 'offline_access', 'profile', 'email', ...cfg.extraScopes, ...apiScopeNames],
     claims: {
       openid: ['sub', 'oid', 'tid'],
-      profile: ['name', 'preferred_username', 'given_name', 'family_name', 'roles', 'groups'],
+      profile: ['name', 'preferred_username', 'given_name', 'family_name', 'roles', 'groups', 'hasgroups', 'acrs'],
       email: ['email', 'email_verified'],
     },
     conformIdTokenClaims: false, // profile claims in the id_token, as Entra does
+    extraParams: ['x_acrs', 'domain_hint'], // see acrsAsked; Entra's home-realm hint
     findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => claimsFor(sub) }),
     // No consent page: every requested scope is granted, like an admin-consented Entra app.
     loadExistingGrant: async (ctx) => {
@@ -601,6 +627,17 @@ function mountProvider(mount, index) {
         .filter((p) => p && p !== 'create'));
       if (prompts.size) query.prompt = [...prompts].join(' '); else delete query.prompt;
       ctx.query = query;
+    }
+    // A client marked ignores_max_age meets a provider that drops max_age (and so sends no auth_time).
+    if (ctx.path === '/oauth2/v2.0/authorize' && ctx.query.max_age !== undefined
+        && cfg.clients.find((c) => c.client_id === ctx.query.client_id)?.ignores_max_age) {
+      const { max_age: _dropped, ...query } = ctx.query;
+      ctx.query = query;
+    }
+    // A claims request for authentication contexts: the sign-in form again, then `acrs` (see acrsAsked).
+    if (ctx.path === '/oauth2/v2.0/authorize' && typeof ctx.query.claims === 'string') {
+      const acrs = acrsAsked(ctx.query.claims);
+      if (acrs.length) ctx.query = { ...ctx.query, prompt: 'login', x_acrs: acrs.join(' ') };
     }
     let grantType;
     let apiScopesAsked; // a refresh for an API: minted after oidc-provider answered
@@ -751,6 +788,13 @@ async function route(req, res) {
     if (fault.status) {
       return sendJson(res, { error: 'server_error', error_description: 'injected fault' }, fault.status);
     }
+  }
+
+  // Microsoft Graph's group memberships (graph.mjs), with the Graph API of `apis` (config `graph`).
+  if (url.pathname.startsWith('/graph/') && cfg.graph) {
+    return graphRequest(req, res, url, {
+      origin, users: cfg.users, verify: verifyOwnJwt, graphClientId: cfg.graph.client_id, pageSize: cfg.graph.page_size,
+    });
   }
 
   // Entra's multi-tenant discovery: the tenant's document, with the issuer as a template.

@@ -33,6 +33,7 @@ be signed with it (:meth:`LocalProvider.mint`)::
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import os
@@ -72,6 +73,9 @@ SHORT_CLIENT_ID = "short-lived-client"
 #: 5-minute expiry margin makes it refresh them.
 MEDIUM_CLIENT_ID = "medium-lived-client"
 MEDIUM_TOKEN_SECONDS = 400
+#: A client for which the provider drops ``max_age`` from sign-ins, as a provider that
+#: ignores it would: its id tokens never carry ``auth_time``.
+IGNORES_MAX_AGE_CLIENT_ID = "ignores-max-age-client"
 
 # Web APIs, as app registrations exposing scopes. Their access tokens are JWTs as Entra's.
 #: An API taking v2 tokens (aud: its client id), scopes Secret and Todo.Read.
@@ -95,6 +99,21 @@ DAEMON_APP_ROLES = {API_CLIENT_ID: ["Jobs.Run"]}
 DAEMON_NO_ROLES_CLIENT_ID = "ffffffff-0000-4000-8000-000000000007"
 DAEMON_NO_ROLES_SECRET = "daemon-no-roles-secret-0123456789"
 DAEMON_NO_ROLES_SERVICE_PRINCIPAL_ID = "ffffffff-5555-4000-8000-000000000007"
+#: Microsoft Graph's client id; the local Graph (graph.mjs) serves group memberships at
+#: :attr:`LocalProvider.graph_endpoint` ``/v1.0/me/transitiveMemberOf``, in pages of at most
+#: GRAPH_PAGE_SIZE objects. A login ``groups-<N>`` is a member of the groups :func:`group_id` 0..N-1.
+GRAPH_CLIENT_ID = "00000003-0000-0000-c000-000000000000"
+GRAPH_PAGE_SIZE = 100
+#: Entra names at most this many groups in a token; beyond, it sends the overage marker.
+GROUPS_IN_TOKEN = 200
+
+
+def group_id(index: int) -> str:
+    """The object id of the local Graph's group ``index`` (as graph.mjs derives it)."""
+    digest = hashlib.sha256(f"group-{index}".encode()).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+
+
 #: The issuer of v1 access tokens; v2 ones have :attr:`LocalProvider.oidc_authority`.
 V1_ISSUER = f"https://sts.windows.net/{TENANT_ID}/"
 
@@ -215,6 +234,11 @@ class LocalProvider:
         return f"{self.origin}/{EXTERNAL_ID_TENANT}"
 
     @property
+    def graph_endpoint(self) -> str:
+        """The local Microsoft Graph: its API calls are below ``/v1.0``, its scopes ``<this>/User.Read``."""
+        return f"{self.origin}/graph"
+
+    @property
     def userinfo_endpoint(self) -> str:
         return f"{self.origin}/{TENANT_ID}/openid/userinfo"
 
@@ -267,6 +291,7 @@ class LocalProvider:
             {"client_id": CLIENT_ID, **client},
             {"client_id": SHORT_CLIENT_ID, **client, "access_token_ttl": 5},
             {"client_id": MEDIUM_CLIENT_ID, **client, "access_token_ttl": MEDIUM_TOKEN_SECONDS},
+            {"client_id": IGNORES_MAX_AGE_CLIENT_ID, **client, "ignores_max_age": True},
             {
                 "client_id": MIDDLE_API_CLIENT_ID,
                 "client_secret": MIDDLE_API_SECRET,
@@ -309,7 +334,13 @@ class LocalProvider:
                 {"client_id": API_V1_CLIENT_ID, "scopes": ["Secret"], "access_token_version": 1},
                 {"client_id": MIDDLE_API_CLIENT_ID, "scopes": ["access_as_user"]},
                 {"client_id": DOWNSTREAM_API_CLIENT_ID, "scopes": ["Data.Read"]},
+                {
+                    "client_id": GRAPH_CLIENT_ID,
+                    "scopes": ["User.Read", "GroupMember.Read.All", "Mail.Read"],
+                    "identifier_uri": self.graph_endpoint,
+                },
             ],
+            "graph": {"client_id": GRAPH_CLIENT_ID, "page_size": GRAPH_PAGE_SIZE},
             "users": self.users,
             **({"browserPort": self.browser_port} if self.browser_port is not None else {}),
         }
