@@ -3,12 +3,13 @@ the pending sign-ins, and what is derived from them (origin, known scopes, URLs)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app, has_request_context, request, url_for
 
+from . import groups
 from .client import IdentityClient
 from .config import Authority, Settings
 from .downstream import Downstream
@@ -21,6 +22,8 @@ FLOW_KINDS = ("sign_in", "edit_profile", "reset_password")
 
 #: The attribute :meth:`~identity_flask.Auth.login_required` sets on a view: the scopes it asks for.
 VIEW_SCOPES_ATTR = "_identity_scopes"
+#: The attribute :meth:`~identity_flask.Auth.login_required` sets on a view: the groups it asks for.
+VIEW_GROUPS_ATTR = "_identity_view_groups"
 
 
 class AppState:
@@ -38,25 +41,43 @@ class AppState:
         self.downstream = Downstream.for_settings(settings)
         #: The sign-ins each browser has started and not finished.
         self.pending = PendingSignIns(ttl=settings.sign_in_timeout, keep=settings.max_pending_sign_ins)
-        self._known_scopes: frozenset[str] | None = None
+        self._known: tuple[frozenset[str], frozenset[str], str] | None = None
 
     @property
     def known_scopes(self) -> frozenset[str]:
-        """The scopes the login view accepts: the app's ``scopes`` and those its protected views ask for.
+        """The scopes the login view accepts: the app's ``scopes``, those its
+        protected views ask for, and Microsoft Graph's when a view asks for groups.
 
-        Found once, at the first sign-in, among the app's views, which are all
-        registered by then; views may have been decorated before ``init_app``.
+        Found once, at the first request that needs them, among the app's views,
+        which are all registered by then; views may have been decorated before ``init_app``.
         """
-        if self._known_scopes is None:
-            found = set(self.settings.scopes)
+        return self._views()[0]
+
+    @property
+    def known_groups(self) -> frozenset[str]:
+        """Every group the app's protected views ask for (memberships of others are not kept)."""
+        return self._views()[1]
+
+    @property
+    def known_groups_digest(self) -> str:
+        """:func:`identity_flask.groups.digest` of :attr:`known_groups`."""
+        return self._views()[2]
+
+    def _views(self) -> tuple[frozenset[str], frozenset[str], str]:
+        if self._known is None:
+            scopes = set(self.settings.scopes)
+            found_groups: set[str] = set()
             for view in current_app.view_functions.values():
-                found.update(_scopes_of(view))
                 # A class-based view's methods may be decorated too.
-                for klass in getattr(getattr(view, "view_class", None), "__mro__", ()):
-                    for method in vars(klass).values():
-                        found.update(_scopes_of(method))
-            self._known_scopes = frozenset(found)
-        return self._known_scopes
+                classes = getattr(getattr(view, "view_class", None), "__mro__", ())
+                methods = [method for klass in classes for method in vars(klass).values()]
+                for function in (view, *methods):
+                    scopes.update(_marked(function, VIEW_SCOPES_ATTR))
+                    found_groups.update(_marked(function, VIEW_GROUPS_ATTR))
+            if found_groups:
+                scopes.update(groups.graph_scopes(self.settings.graph_endpoint))
+            self._known = (frozenset(scopes), frozenset(found_groups), groups.digest(found_groups))
+        return self._known
 
     def authority(self, kind: str) -> Authority | None:
         """The authority a sign-in of ``kind`` goes to, if one is configured."""
@@ -90,13 +111,20 @@ class AppState:
         return self.origin() + url_for("identity.auth_response")
 
     def login_url(
-        self, next_url: str | None = None, scopes: Iterable[str] = (), kind: str = "sign_in", claims: str | None = None
+        self,
+        next_url: str | None = None,
+        scopes: Iterable[str] = (),
+        kind: str = "sign_in",
+        claims: str | None = None,
+        options: Mapping[str, str | int | None] | None = None,
     ) -> str:
         """The URL of the login view, which sends the browser to the provider.
 
         :param claims: a claims request (base64 of its JSON) to sign in with.
+        :param options: sign-in options (``prompt``, ``login_hint``,
+            ``domain_hint``, ``max_age``); ``None`` values are left out.
         """
-        args: dict[str, str] = {}
+        args: dict[str, str] = {k: str(v) for k, v in (options or {}).items() if v is not None}
         if claims:
             args["claims"] = claims
         if next_url:
@@ -136,15 +164,15 @@ class AppState:
         return self.origin() + url_for(endpoint)
 
 
-def _scopes_of(view: Any) -> set[str]:
-    """The scopes marked on ``view`` and on every view it wraps (stacked decorators)."""
+def _marked(view: Any, attribute: str) -> set[str]:
+    """The scopes or groups marked as ``attribute`` on ``view`` and on every view it wraps (stacked decorators)."""
     found: set[str] = set()
     seen: set[int] = set()
     while view is not None and id(view) not in seen:
         seen.add(id(view))
-        scopes = getattr(view, VIEW_SCOPES_ATTR, None)
-        if isinstance(scopes, tuple):
-            found.update(scopes)
+        marked = getattr(view, attribute, None)
+        if isinstance(marked, (tuple, frozenset)):
+            found.update(marked)
         view = getattr(view, "__wrapped__", None)
     return found
 

@@ -263,9 +263,15 @@ class IdentityClient:
         prompt: str | None = None,
         response_mode: str | None = None,
         claims: str | None = None,
+        login_hint: str | None = None,
+        domain_hint: str | None = None,
+        max_age: int | None = None,
     ) -> dict[str, Any]:
         """Begin an authorization code flow with PKCE, state and nonce.
 
+        :param max_age: sent to the provider; the view that asked for it checks
+            the ``auth_time`` it answers with (MSAL's own check would turn a
+            provider that ignores it into a failed sign-in rather than a clear refusal).
         :return: MSAL's flow dict; ``auth_uri`` is where to send the browser.
         """
         app = self.msal_app(authority=authority)
@@ -280,7 +286,11 @@ class IdentityClient:
                 prompt=prompt,
                 response_mode=response_mode if response_mode != "query" else None,
                 claims_challenge=claims,
+                login_hint=login_hint,
+                domain_hint=domain_hint,
+                max_age=max_age,
             )
+        flow.pop("max_age", None)
         return flow
 
     def finish(

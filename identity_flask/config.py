@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
+from . import sign_in_options
 from .errors import ConfigurationError
 
 #: Hosts of Microsoft's sign-in service. For these MSAL validates the authority
@@ -37,7 +38,10 @@ MICROSOFT_LOGIN_HOSTS = frozenset(
 RESPONSE_MODES = ("query", "form_post")
 
 #: Values of ``prompt`` the provider understands.
-PROMPTS = ("login", "select_account", "consent", "create", "none")
+PROMPTS = sign_in_options.PROMPTS
+
+#: Microsoft Graph in the global cloud; national clouds have their own (``https://graph.microsoft.us``, ...).
+GRAPH_ENDPOINT = "https://graph.microsoft.com"
 
 #: Scopes MSAL always asks for itself and refuses to be given.
 RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
@@ -67,6 +71,9 @@ DEFAULTS: dict[str, Any] = {
     "instance_discovery": None,
     "store_outage_page": True,
     "allowed_tenants": (),
+    "domain_hint": None,
+    "graph_endpoint": GRAPH_ENDPOINT,
+    "groups_cache_seconds": 600,
 }
 
 
@@ -131,6 +138,12 @@ class Settings:
     store_outage_page: bool
     #: Lower-case tenant ids whose users may sign in; empty lets every tenant in.
     allowed_tenants: tuple[str, ...] = ()
+    #: The ``domain_hint`` sent with each sign-in (an organization's domain), if any.
+    domain_hint: str | None = None
+    #: Microsoft Graph's root, where group memberships are read when a token has too many to list.
+    graph_endpoint: str = GRAPH_ENDPOINT
+    #: Seconds a user's group memberships read from Graph are kept in their session.
+    groups_cache_seconds: float = 600.0
 
     @property
     def routes_prefix(self) -> str:
@@ -380,6 +393,8 @@ def _check_types(values: Mapping[str, Any]) -> None:
         "b2c_authority_host",
         "prompt",
         "response_mode",
+        "domain_hint",
+        "graph_endpoint",
     ):
         value = values[name]
         if value is not None and not isinstance(value, str):
@@ -458,7 +473,18 @@ def resolve(app: Flask, given: Mapping[str, Any]) -> Settings:
         instance_discovery=_as_optional_bool("instance_discovery", values["instance_discovery"]),
         store_outage_page=bool(_as_optional_bool("store_outage_page", values["store_outage_page"])),
         allowed_tenants=_as_tenants(values["allowed_tenants"]),
+        domain_hint=_as_option("domain_hint", sign_in_options.domain_hint, values["domain_hint"]),
+        graph_endpoint=_check_url("graph_endpoint", values["graph_endpoint"], need_path=False),
+        groups_cache_seconds=_as_seconds("groups_cache_seconds", values["groups_cache_seconds"]),
     )
+
+
+def _as_option(name: str, check: Callable[[Any], Any], value: Any) -> Any:
+    """A sign-in option checked by ``check`` (see :mod:`identity_flask.sign_in_options`)."""
+    try:
+        return check(value)
+    except sign_in_options.BadOption as exc:
+        raise ConfigurationError(f"{_key(name)}: {exc}.") from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -108,6 +108,24 @@ class RoleRequired(IdentityError):
     title = "Access denied"
 
 
+class GroupRequired(IdentityError):
+    """The signed-in user is a member of none of the groups a view asks for."""
+
+    code = 403
+    error = "insufficient_group"
+    title = "Access denied"
+
+
+class GroupsUnreadable(IdentityError):
+    """The user's group memberships could not be read from Microsoft Graph, which
+    refused (no permission or consent); the view is not let through.
+    """
+
+    code = 403
+    error = "groups_unavailable"
+    title = "Access denied"
+
+
 class TenantNotAllowed(IdentityError):
     """The user signed in from a tenant the app does not accept (``allowed_tenants``)."""
 
@@ -149,6 +167,14 @@ class ProviderUnavailable(IdentityError):
     error = "temporarily_unavailable"
     title = "The sign-in service is unavailable"
     extra_headers = (("Retry-After", "30"),)
+
+
+class GroupsUnavailable(ProviderUnavailable):
+    """Microsoft Graph could not be reached, or failed, while reading the user's
+    group memberships; the view is not let through.
+    """
+
+    title = "Group memberships are unavailable"
 
 
 def _quoted(value: str) -> str:

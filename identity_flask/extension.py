@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import functools
+import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
@@ -14,9 +17,18 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import InternalServerError
 from werkzeug.local import LocalProxy
 
-from . import authorization, config, session_data, signals
-from .app_state import VIEW_SCOPES_ATTR, AppState, current_app_state
-from .errors import AccessDenied, ClaimsChallenge, ConfigurationError, NotSignedIn, RoleRequired, TenantNotAllowed
+from . import authorization, config, session_data, sign_in_options, signals
+from . import groups as groups_module
+from .app_state import VIEW_GROUPS_ATTR, VIEW_SCOPES_ATTR, AppState, current_app_state
+from .errors import (
+    AccessDenied,
+    ClaimsChallenge,
+    ConfigurationError,
+    GroupRequired,
+    NotSignedIn,
+    RoleRequired,
+    TenantNotAllowed,
+)
 from .negotiation import wants_html
 from .pending import PendingSignIns
 from .redirects import current_path
@@ -178,7 +190,18 @@ class Auth:
 
     @overload
     def login_required(
-        self, function: None = None, /, *, scopes: Iterable[str] | None = None, roles: Iterable[str] | None = None
+        self,
+        function: None = None,
+        /,
+        *,
+        scopes: Iterable[str] | None = None,
+        roles: Iterable[str] | None = None,
+        groups: Iterable[str] | None = None,
+        max_age: int | None = None,
+        acrs: str | Iterable[str] | None = None,
+        prompt: str | None = None,
+        login_hint: str | None = None,
+        domain_hint: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def login_required(
@@ -188,19 +211,52 @@ class Auth:
         *,
         scopes: Iterable[str] | None = None,
         roles: Iterable[str] | None = None,
+        groups: Iterable[str] | None = None,
+        max_age: int | None = None,
+        acrs: str | Iterable[str] | None = None,
+        prompt: str | None = None,
+        login_hint: str | None = None,
+        domain_hint: str | None = None,
     ) -> F | Callable[[F], F]:
         """Let only signed-in users reach a view, which gets a ``context`` keyword.
 
-        ``context["user"]`` holds the user's id token claims. With ``scopes``,
+        ``context["user"]`` holds the user's id token claims. On Microsoft
+        Entra ID, ``oid`` together with ``tid`` names a user across tenants
+        and apps (``sub`` differs from app to app; ``preferred_username`` and
+        ``email`` may change and are not verified). With ``scopes``,
         ``context`` also holds ``access_token``, ``token_type``,
         ``expires_in`` and ``scopes``: a token from the user's cache, refreshed
         when it expired. When no token can be had silently, the user signs in
         again to consent to the scopes, and comes back.
 
-        With ``roles``, the user must hold at least one of these app roles (the
-        id token's ``roles`` claim, as Entra ID issues them for app roles
-        assigned to the user); otherwise the answer is a 403
-        :class:`~identity_flask.errors.RoleRequired` page.
+        Authorization (each a 403 page when not met; ``allowed_tenants``
+        applies to every protected view):
+
+        - ``roles``: the user holds at least one of these app roles (the id
+          token's ``roles`` claim) -- :class:`~identity_flask.errors.RoleRequired`;
+        - ``groups``: the user is a member of at least one of these groups
+          (object ids) -- :class:`~identity_flask.errors.GroupRequired`. When the
+          id token carries Entra's overage marker instead of the list (more than
+          200 groups), memberships are read from Microsoft Graph with the user's
+          token (delegated ``User.Read``) and kept in the session for
+          ``groups_cache_seconds``; if Graph refuses, the answer is 403, if it
+          cannot be reached, 503. ``roles`` and ``groups`` together need both.
+
+        Step-up: the user signs in again, and comes back to the same page and
+        query string, when
+
+        - ``max_age``: more than this many seconds (and a minute's leeway for
+          clocks) passed since they last entered their credentials (the id
+          token's ``auth_time``, which the provider must send: on Entra ID add
+          the optional claim ``auth_time``);
+        - ``acrs``: their sign-in did not meet these Entra authentication
+          contexts (``"c1"`` ... ``"c99"``; the id token's ``acrs`` claim).
+
+        A provider that answers the step-up without meeting it gets the user a
+        403 page, not another round trip.
+
+        ``prompt``, ``login_hint`` and ``domain_hint`` are sent when this view
+        sends a user to sign in (see :mod:`identity_flask.sign_in_options`).
 
         A signed-out browser is sent to sign in; a caller that does not want
         HTML (``Accept: application/json``, XHR) gets 401 with a JSON body.
@@ -220,11 +276,28 @@ class Auth:
             @auth.login_required(scopes=["User.Read"])
             def call_api(*, context):
                 ...  # context["access_token"]
+
+            @app.route("/payroll")
+            @auth.login_required(groups=[PAYROLL_GROUP_ID], max_age=600)
+            def payroll(*, context): ...
         """
         wanted = config.view_scopes(scopes)
         allowed = authorization.required_roles(roles)
+        members = groups_module.required_groups(groups)
+        step_up = _StepUp.of(max_age, acrs)
+        options = _view_options(prompt=prompt, login_hint=login_hint, domain_hint=domain_hint)
         if function is None:
-            return functools.partial(self.login_required, scopes=wanted, roles=allowed)
+            return functools.partial(
+                self.login_required,
+                scopes=wanted,
+                roles=allowed,
+                groups=members,
+                max_age=step_up.max_age,
+                acrs=step_up.acrs,
+                prompt=prompt,
+                login_hint=login_hint,
+                domain_hint=domain_hint,
+            )
         view = function
 
         @functools.wraps(view)
@@ -234,34 +307,101 @@ class Auth:
                 # default (the allowed methods, no body), never with the view's code.
                 return current_app.make_default_options_response()
             run = current_app.ensure_sync(view)
-            context = self._context(wanted, allowed)
-            if context is None:
+            try:
+                context = self._context(wanted, allowed, members, step_up)
+            except _SignInNeeded as needed:
+                if needed.step_up is not None:
+                    return self._step_up(needed.step_up, wanted, options)
                 reason = "signed_out" if session_data.get_user(session) is None else "consent_required"
-                return self.unauthorized(reason=reason, scopes=wanted)
+                return self.unauthorized(reason=reason, scopes=needed.scopes, sign_in_options=options)
             try:
                 return run(*args, context=context, **kwargs)
             except ClaimsChallenge as challenge:
                 return self._sign_in_again(challenge, challenge.scopes or wanted)
 
         setattr(wrapper, VIEW_SCOPES_ATTR, wanted)  # the login view accepts these scopes
+        setattr(wrapper, VIEW_GROUPS_ATTR, members)  # memberships of these are read and kept
         return wrapper
 
-    def _context(self, scopes: tuple[str, ...], roles: frozenset[str]) -> dict[str, Any] | None:
+    def _context(
+        self, scopes: tuple[str, ...], roles: frozenset[str], members: frozenset[str], step_up: _StepUp
+    ) -> dict[str, Any]:
+        """The ``context`` of a protected view, once the user passed its checks.
+
+        :raises _SignInNeeded: the user must sign in (again).
+        """
         user = session_data.get_user(session)
         if user is None:
-            return None
+            raise _SignInNeeded(scopes)
         state = current_app_state()
         try:
             authorization.check_tenant(user, state.settings.allowed_tenants)
         except TenantNotAllowed:
             session_data.sign_out(session)  # signed in before allowed_tenants changed
             raise
+        if step_up:
+            if not step_up.met_by(user, time.time()):
+                raise _SignInNeeded(scopes, step_up=step_up)
+            session_data.step_up_met(session, step_up.what)
         if roles and not roles.intersection(authorization.roles_of(user)):
             raise RoleRequired("Your account does not have a role this page needs.")
+        if members and not members.intersection(self._memberships(state, user)):
+            raise GroupRequired("Your account is not a member of a group this page needs.")
         if not scopes:
             return {"user": user}
         token = state.client.token_for(session, scopes)
-        return None if token is None else {"user": user, **token}
+        if token is None:
+            raise _SignInNeeded(scopes)
+        return {"user": user, **token}
+
+    def _memberships(self, state: AppState, user: dict[str, Any]) -> frozenset[str]:
+        """The user's groups: the id token's list, or, past its overage, Microsoft Graph's answer.
+
+        :raises _SignInNeeded: no token for Graph can be had without signing in.
+        """
+        listed = groups_module.in_token(user)
+        if listed is not None:
+            return listed
+        settings = state.settings
+        who = str(user.get("oid") or user.get("sub"))
+        asked, now = state.known_groups_digest, time.time()
+        held = session_data.cached_groups(session, who, asked, now, settings.groups_cache_seconds)
+        if held is not None:
+            return held
+        scopes = groups_module.graph_scopes(settings.graph_endpoint)
+        token = state.client.token_for(session, scopes)
+        if token is None:
+            raise _SignInNeeded(scopes)
+        held = groups_module.read_memberships(
+            state.client.http, settings.graph_endpoint, token["access_token"], state.known_groups, settings.timeout
+        )
+        session_data.store_groups(session, who, asked, held, now)
+        logger.info("Read group memberships from Microsoft Graph (the id token carried the overage marker)")
+        return held
+
+    def _step_up(self, step_up: _StepUp, scopes: tuple[str, ...], options: dict[str, str]) -> ResponseReturnValue:
+        """Send the user to sign in again as ``step_up`` asks, unless they just did and it did not help."""
+        if not wants_html():
+            raise NotSignedIn("This resource needs a recent or stronger sign-in.", error="interaction_required")
+        user = session_data.get_user(session) or {}
+        if session_data.step_up_looped(session, step_up.what, user):
+            logger.warning(
+                "The provider answered a step-up sign-in (%s) without meeting it; for max_age, the id token "
+                "needs auth_time (on Entra ID: the optional claim auth_time)",
+                step_up.what,
+            )
+            raise AccessDenied(
+                "This page needs a recent or stronger sign-in, and the sign-in service did not confirm one. "
+                "Please contact the site's administrator."
+            )
+        logger.info("A view asked for a step-up sign-in (%s)", step_up.what)
+        login = current_app_state().login_url(
+            next_url=current_path(),
+            scopes=scopes,
+            claims=step_up.claims(),
+            options={**options, "max_age": step_up.max_age},
+        )
+        return redirect(login)
 
     def _sign_in_again(self, challenge: ClaimsChallenge, scopes: Iterable[str]) -> ResponseReturnValue:
         """A browser signs in again asking for the claims, and comes back here; an API caller gets the challenge."""
@@ -280,7 +420,13 @@ class Auth:
         login = current_app_state().login_url(next_url=here, scopes=scopes, claims=challenge.encoded())
         return redirect(login)
 
-    def unauthorized(self, *, reason: str = "signed_out", scopes: Iterable[str] = ()) -> ResponseReturnValue:
+    def unauthorized(
+        self,
+        *,
+        reason: str = "signed_out",
+        scopes: Iterable[str] = (),
+        sign_in_options: Mapping[str, str] | None = None,
+    ) -> ResponseReturnValue:
         """Answer a request a protected view refused.
 
         Sends :data:`~identity_flask.signals.unauthorized`, then calls the
@@ -289,6 +435,8 @@ class Auth:
 
         :param reason: ``"signed_out"`` or ``"consent_required"``.
         :param scopes: the scopes the view asked for.
+        :param sign_in_options: ``prompt``, ``login_hint`` or ``domain_hint``
+            the view asks sign-ins to be started with.
         """
         scopes = list(scopes)
         app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -302,7 +450,8 @@ class Auth:
             if reason == "consent_required":
                 raise NotSignedIn("Consent to more scopes is needed: sign in again.", error="interaction_required")
             raise NotSignedIn("Sign in to use this resource.")
-        return redirect(current_app_state().login_url(next_url=current_path(), scopes=scopes))
+        login = current_app_state().login_url(next_url=current_path(), scopes=scopes, options=sign_in_options)
+        return redirect(login)
 
     def unauthorized_handler(self, handler: UnauthorizedHandler) -> UnauthorizedHandler:
         """Set the function that answers refused requests; usable as a decorator.
@@ -349,3 +498,79 @@ class Auth:
 
 def _is_local(url: str) -> bool:
     return urlsplit(url).hostname in ("localhost", "127.0.0.1", "::1")
+
+
+#: Seconds of clock difference allowed between the provider and this app in step-up checks.
+STEP_UP_LEEWAY = 60
+
+
+class _SignInNeeded(Exception):
+    """Raised inside a protected view's checks: the user must sign in (again) first."""
+
+    def __init__(self, scopes: tuple[str, ...], *, step_up: _StepUp | None = None) -> None:
+        super().__init__()
+        self.scopes = scopes
+        self.step_up = step_up
+
+
+@dataclasses.dataclass(frozen=True)
+class _StepUp:
+    """What a view asks of the user's sign-in: its age (``max_age``), its authentication contexts (``acrs``)."""
+
+    max_age: int | None = None
+    acrs: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, max_age: Any, acrs: Any) -> _StepUp:
+        """Checked when the view is decorated.
+
+        :raises ConfigurationError: a value the provider may not be sent.
+        """
+        try:
+            return cls(sign_in_options.max_age(max_age), sign_in_options.auth_contexts(acrs))
+        except sign_in_options.BadOption as exc:
+            raise ConfigurationError(f"login_required(): {exc}.") from None
+
+    def __bool__(self) -> bool:
+        return self.max_age is not None or bool(self.acrs)
+
+    @property
+    def what(self) -> str:
+        """A short text naming what is asked, for the loop check and the log."""
+        parts = [f"max_age={self.max_age}"] if self.max_age is not None else []
+        if self.acrs:
+            parts.append("acrs=" + ",".join(self.acrs))
+        return ";".join(parts)
+
+    def met_by(self, user: Mapping[str, Any], now: float) -> bool:
+        """Whether the sign-in behind ``user`` (its id token claims) meets what is asked."""
+        if self.max_age is not None:
+            auth_time = user.get("auth_time")
+            if not isinstance(auth_time, (int, float)) or isinstance(auth_time, bool):
+                return False
+            if now - auth_time > self.max_age + STEP_UP_LEEWAY:
+                return False
+        return set(self.acrs) <= sign_in_options.acrs_of(user)
+
+    def claims(self) -> str | None:
+        """The claims request for the authentication contexts, base64 of its JSON, if any are asked."""
+        if not self.acrs:
+            return None
+        text = json.dumps(sign_in_options.acrs_request(self.acrs), separators=(",", ":"))
+        return base64.b64encode(text.encode()).decode()
+
+
+def _view_options(**given: str | None) -> dict[str, str]:
+    """The sign-in options a view sends users to sign in with, checked when it is decorated.
+
+    :raises ConfigurationError: a value the provider may not be sent.
+    """
+    options: dict[str, str] = {}
+    for name, value in given.items():
+        try:
+            checked = getattr(sign_in_options, name)(value)
+        except sign_in_options.BadOption as exc:
+            raise ConfigurationError(f"login_required(): {exc}.") from None
+        if checked is not None:
+            options[name] = checked
+    return options

@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, redirect, render_template, request, session
 from werkzeug.wrappers import Response
 
-from . import authorization, session_data, signals, tokens
+from . import authorization, session_data, sign_in_options, signals, tokens
 from .app_state import FLOW_KINDS, AppState, current_app_state
 from .client import TokenCache
-from .config import PROMPTS, Settings
+from .config import Settings
 from .errors import AccessDenied, IdentityError, ProviderError, ProviderUnavailable, SignInError, decode_claims
 from .redaction import one_line
 from .redirects import safe_next
@@ -46,17 +46,30 @@ def make_blueprint(settings: Settings) -> Blueprint:
 
 
 def _start(
-    state: AppState, kind: str, next_url: str, scopes: list[str], prompt: str | None, claims: str | None = None
+    state: AppState,
+    kind: str,
+    next_url: str,
+    scopes: list[str],
+    prompt: str | None,
+    claims: str | None = None,
+    *,
+    login_hint: str | None = None,
+    domain_hint: str | None = None,
+    max_age: int | None = None,
 ) -> Response:
     authority = state.authority(kind)
     settings = state.settings
+    sign_in = kind == "sign_in"
     flow = state.client.start(
-        [*settings.scopes, *scopes] if kind == "sign_in" else [],
+        [*settings.scopes, *scopes] if sign_in else [],
         state.redirect_uri(),
         authority=authority,
-        prompt=prompt if kind == "sign_in" else None,
+        prompt=prompt if sign_in else None,
         response_mode=settings.response_mode,
-        claims=claims if kind == "sign_in" else None,
+        claims=claims if sign_in else None,
+        login_hint=login_hint,
+        domain_hint=(domain_hint or settings.domain_hint) if sign_in else None,
+        max_age=max_age if sign_in else None,
     )
     entry = {
         "flow": {k: v for k, v in flow.items() if k != "auth_uri"},
@@ -72,8 +85,11 @@ def login() -> Response:
 
     Query arguments: ``next`` (a path on this site to return to), ``scopes``
     (space-separated, each one a protected view asks for), ``flow``
-    (``edit_profile`` or ``reset_password`` for B2C), ``prompt`` and ``claims``
-    (a claims request, base64 JSON, from a :class:`~identity_flask.ClaimsChallenge`).
+    (``edit_profile`` or ``reset_password`` for B2C), ``claims`` (a claims
+    request, base64 JSON, from a :class:`~identity_flask.ClaimsChallenge` or a
+    view's ``acrs``), and the sign-in options ``prompt``, ``login_hint``,
+    ``domain_hint`` and ``max_age`` (see :mod:`identity_flask.sign_in_options`);
+    a value the provider may not be sent is a 400.
     """
     state = current_app_state()
     kind = request.args.get("flow", "sign_in")
@@ -83,15 +99,29 @@ def login() -> Response:
     unknown = [s for s in scopes if s not in state.known_scopes]
     if unknown:
         raise SignInError("The sign-in asked for scopes this app does not use.", error="invalid_scope")
-    prompt = request.args.get("prompt") or state.settings.prompt
-    if prompt not in (None, *PROMPTS):
-        raise SignInError("Unknown prompt value.")
+    try:
+        prompt = sign_in_options.prompt(request.args.get("prompt")) or state.settings.prompt
+        login_hint = sign_in_options.login_hint(request.args.get("login_hint"))
+        domain_hint = sign_in_options.domain_hint(request.args.get("domain_hint"))
+        max_age = sign_in_options.max_age(request.args.get("max_age"))
+    except sign_in_options.BadOption as exc:
+        raise SignInError(f"The sign-in link is not valid: {exc}.", error="invalid_request") from None
     claims = None
     if "claims" in request.args:
         claims = decode_claims(request.args["claims"])
         if claims is None:
             raise SignInError("The sign-in asked for claims that are not a JSON object.", error="invalid_request")
-    return _start(state, kind, safe_next(request.args.get("next")), scopes, prompt, claims)
+    return _start(
+        state,
+        kind,
+        safe_next(request.args.get("next")),
+        scopes,
+        prompt,
+        claims,
+        login_hint=login_hint,
+        domain_hint=domain_hint,
+        max_age=max_age,
+    )
 
 
 def _provider_error(state: AppState, params: Any, entry: dict[str, Any]) -> Response:
