@@ -8,7 +8,7 @@ How blocks are run, per page:
   ``REDIRECT_URI`` and ``AUTHORITY`` set to the local provider's values;
 - on pages of fragments (``index``, ``authorities``) each block runs alone,
   given a fresh ``app``, ``client_id``, ``secret``, ``redirect_uri`` and ``Auth``;
-- on ``errors`` and ``hooks`` the blocks extend a running test app, given as
+- on ``errors``, ``hooks`` and ``authorization`` the blocks extend a running test app, given as
   ``app`` and ``auth``;
 - on ``testing`` each block starts with a ``# <file>.py`` line: the files are
   written to a project and its tests are run by pytest.
@@ -18,12 +18,14 @@ A block fenced as ```{code-block} python is an illustration and is not run.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from conftest import REDIRECT_URI, LiveServer, SignIn
@@ -39,7 +41,7 @@ FENCE = re.compile(r"^```(python|html)[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
 
 SCRIPT_PAGES = ("quickstart", "configuration", "scopes", "factories", "sessions")
 FRAGMENT_PAGES = ("index", "authorities")
-EXTENDING_PAGES = ("errors", "hooks")
+EXTENDING_PAGES = ("errors", "hooks", "authorization")
 FILE_PAGES = ("testing",)
 RUN_PAGES = SCRIPT_PAGES + FRAGMENT_PAGES + EXTENDING_PAGES + FILE_PAGES
 
@@ -193,6 +195,19 @@ def test_errors_handler_takes_every_identity_error(extended: Callable[[str], dic
     denied = client.get("/reports")
     assert denied.status_code == 403
     assert denied.get_data(as_text=True).startswith("<h1>Access denied</h1>")
+
+
+def test_authorization(extended: Callable[[str], dict[str, Any]], sign_in: SignIn) -> None:
+    client = extended("authorization")["app"].test_client()
+    sign_in(client, "/login", login="alice")  # in no group, signed in without max_age or acrs
+    assert client.get("/ledger").status_code == 403
+    assert client.get("/payroll").status_code == 302  # no auth_time: signs in again first
+    transfer = parse_qs(urlsplit(client.get("/transfer").headers["Location"]).query)
+    assert (transfer["max_age"], transfer["next"]) == (["300"], ["/transfer"])
+    salaries = parse_qs(urlsplit(client.get("/salaries").headers["Location"]).query)
+    assert json.loads(base64.b64decode(salaries["claims"][0])) == {
+        "id_token": {"acrs": {"essential": True, "value": "c1"}}
+    }
 
 
 def test_hooks(extended: Callable[[str], dict[str, Any]], sign_in: SignIn) -> None:

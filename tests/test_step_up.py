@@ -142,7 +142,9 @@ def test_an_authentication_context_the_provider_does_not_meet_is_a_403_not_a_loo
     assert client.get("/sensitive").status_code == 403
 
 
-def test_a_step_up_keeps_the_views_scopes(step_up_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider) -> None:
+def test_a_step_up_keeps_the_views_scopes(
+    step_up_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider
+) -> None:
     client = signed_in(step_up_app(), sign_in, "alice")
     auth_uri, back = step_up(client, sign_in, idp, "/recent-token", "alice")
     assert "User.Read" in parse_qs(urlsplit(auth_uri).query)["scope"][0]
