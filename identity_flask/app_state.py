@@ -41,6 +41,9 @@ class AppState:
         self.downstream = Downstream.for_settings(settings)
         #: The sign-ins each browser has started and not finished.
         self.pending = PendingSignIns(ttl=settings.sign_in_timeout, keep=settings.max_pending_sign_ins)
+        #: Where each setting came from: ``"argument"``, ``"IDENTITY_<NAME>"`` or ``"default"``
+        #: (recorded by :func:`identity_flask.cli.register`, shown by ``flask identity doctor``).
+        self.setting_sources: dict[str, str] = {}
         self._known: tuple[frozenset[str], frozenset[str], str] | None = None
 
     @property

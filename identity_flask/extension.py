@@ -20,6 +20,7 @@ from werkzeug.local import LocalProxy
 from . import authorization, config, session_data, sign_in_options, signals
 from . import groups as groups_module
 from .app_state import VIEW_GROUPS_ATTR, VIEW_SCOPES_ATTR, AppState, current_app_state
+from .cli import register as register_cli
 from .errors import (
     AccessDenied,
     ClaimsChallenge,
@@ -177,6 +178,7 @@ class Auth:
             # other 500 to Flask. It takes the app's 500 slot: see IDENTITY_STORE_OUTAGE_PAGE.
             app.register_error_handler(InternalServerError, store_outage_page)
         app.extensions["identity"] = AppState(settings)
+        register_cli(app, self._given)  # `flask identity doctor`
         blueprint = make_blueprint(settings)
         app.register_blueprint(blueprint)
         csrf = app.extensions.get("csrf")
