@@ -2,6 +2,7 @@
 or any OpenID Connect provider, and get access tokens for the APIs they call."""
 
 from .api import ApiAuth
+from .credentials import assertion_from_file, credential_summary
 from .errors import (
     AccessDenied,
     BearerTokenError,
@@ -44,6 +45,8 @@ __all__ = [
     "SessionStoreUnavailable",
     "SignInError",
     "TenantNotAllowed",
+    "assertion_from_file",
+    "credential_summary",
     "current_user",
     "sign_in_failed",
     "signed_in",

@@ -45,7 +45,11 @@ class ApiAuth:
     :param authority: ``https://login.microsoftonline.com/<tenant>`` (or
         ``/organizations`` with ``allowed_tenants``); or ``oidc_authority``, or
         the B2C pair ``b2c_tenant_name`` and ``b2c_signup_signin_user_flow``.
-    :param client_credential: needed only to call further APIs.
+    :param client_credential: needed only to call further APIs: a client secret,
+        a certificate dict as MSAL takes it, or a client assertion callable; or
+        instead ``client_certificate_path`` (with ``client_certificate_passphrase``
+        and ``client_certificate_send_x5c``) or ``managed_identity``, as for
+        :class:`~identity_flask.Auth` (one kind only).
     :param app_id_uri: the API's Application ID URI, the ``aud`` of v1 tokens;
         ``api://<client_id>`` by default.
     :param allowed_tenants: tenant ids whose tokens are accepted (multi-tenant APIs).

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
-from . import sign_in_options
+from . import credentials, sign_in_options
 from .errors import ConfigurationError
 
 #: Hosts of Microsoft's sign-in service. For these MSAL validates the authority
@@ -53,6 +53,10 @@ MULTI_TENANT_PATHS = frozenset({"common", "organizations"})
 DEFAULTS: dict[str, Any] = {
     "client_id": None,
     "client_credential": None,
+    "client_certificate_path": None,
+    "client_certificate_passphrase": None,
+    "client_certificate_send_x5c": False,
+    "managed_identity": None,
     "redirect_uri": None,
     "authority": None,
     "oidc_authority": None,
@@ -144,6 +148,12 @@ class Settings:
     graph_endpoint: str = GRAPH_ENDPOINT
     #: Seconds a user's group memberships read from Graph are kept in their session.
     groups_cache_seconds: float = 600.0
+    #: The certificate file read into ``client_credential``, if the credential is one (its passphrase is not kept).
+    client_certificate_path: str | None = None
+    #: Whether the certificate is sent with each client assertion (``x5c``).
+    client_certificate_send_x5c: bool = False
+    #: ``"system"`` or a user-assigned managed identity's client id, if the credential is one.
+    managed_identity: str | None = None
 
     @property
     def routes_prefix(self) -> str:
@@ -157,6 +167,10 @@ class Settings:
 API_DEFAULTS: dict[str, Any] = {
     "client_id": None,
     "client_credential": None,
+    "client_certificate_path": None,
+    "client_certificate_passphrase": None,
+    "client_certificate_send_x5c": False,
+    "managed_identity": None,
     "authority": None,
     "oidc_authority": None,
     "b2c_tenant_name": None,
@@ -369,15 +383,57 @@ def _as_tenants(value: Any) -> tuple[str, ...]:
 
 
 def _check_credential(credential: Any) -> None:
-    """A client secret, or a certificate dict as MSAL takes it (or nothing)."""
-    if credential is not None and not isinstance(credential, (str, Mapping)):
+    """A client secret, a certificate dict as MSAL takes it, a client assertion callable (or nothing)."""
+    if credential is not None and not isinstance(credential, (str, Mapping)) and not callable(credential):
         # The value is a secret: name its type only.
         raise ConfigurationError(
-            f"{_key('client_credential')} must be a client secret (a string) or a certificate dict as MSAL "
-            f"takes it, got a {type(credential).__name__}."
+            f"{_key('client_credential')} must be a client secret (a string), a certificate dict as MSAL "
+            f"takes it, or a callable returning a client assertion, got a {type(credential).__name__}."
         )
     if isinstance(credential, Mapping):
         _check_certificate(credential)
+
+
+#: The settings that each configure one kind of client credential.
+CREDENTIAL_SETTINGS = ("client_credential", "client_certificate_path", "managed_identity")
+
+
+def _credential(values: Mapping[str, Any], *, timeout: float) -> Any:
+    """The one client credential configured, resolved (see :mod:`identity_flask.credentials`), or ``None``.
+
+    :raises ConfigurationError: several kinds at once, a certificate setting without
+        its file, or a credential that is unusable.
+    """
+    _check_credential(values["client_credential"])
+    chosen = [name for name in CREDENTIAL_SETTINGS if values[name] not in (None, "")]
+    if len(chosen) > 1:
+        raise ConfigurationError(
+            "Only one kind of client credential may be configured, but these are all set: "
+            + ", ".join(_key(name) for name in chosen)
+            + ". Keep one: a client secret (or certificate dict, or assertion callable) in 'client_credential', "
+            "a certificate file in 'client_certificate_path', or a managed identity in 'managed_identity'."
+        )
+    path = values["client_certificate_path"]
+    send_x5c = bool(_as_optional_bool("client_certificate_send_x5c", values["client_certificate_send_x5c"]))
+    if not path:
+        for name, on in (
+            ("client_certificate_passphrase", values["client_certificate_passphrase"] not in (None, "")),
+            ("client_certificate_send_x5c", send_x5c),
+        ):
+            if on:
+                raise ConfigurationError(
+                    f"{_key(name)} is set, but no certificate file is: it applies to the file in "
+                    f"{_key('client_certificate_path')}. Set that, or remove {_key(name)}."
+                )
+        if values["managed_identity"] not in (None, ""):
+            return credentials.managed_identity(
+                values["managed_identity"], client_id=str(values["client_id"]), timeout=timeout
+            )
+        credential = values["client_credential"]
+        if callable(credential) and not isinstance(credential, Mapping):
+            return credentials.ClientAssertion(credential)
+        return credential or None
+    return credentials.certificate(path, passphrase=values["client_certificate_passphrase"] or None, send_x5c=send_x5c)
 
 
 def _check_types(values: Mapping[str, Any]) -> None:
@@ -399,7 +455,6 @@ def _check_types(values: Mapping[str, Any]) -> None:
         value = values[name]
         if value is not None and not isinstance(value, str):
             raise ConfigurationError(f"{_key(name)} must be a string, got {value!r}.")
-    _check_credential(values["client_credential"])
     view = values["post_logout_view"]
     if view is not None and not (isinstance(view, str) or callable(view)):
         raise ConfigurationError(
@@ -426,13 +481,16 @@ def resolve(app: Flask, given: Mapping[str, Any]) -> Settings:
             "app.config['IDENTITY_CLIENT_ID'] = ... (app.config.from_prefixed_env() reads it "
             "from the environment variable FLASK_IDENTITY_CLIENT_ID)."
         )
-    if not values["client_credential"]:
+    credential = _credential(values, timeout=_as_seconds("timeout", values["timeout"]))
+    if credential is None:
         raise ConfigurationError(
-            "No client credential is configured: Auth() got no client_credential and app.config "
-            "has no 'IDENTITY_CLIENT_CREDENTIAL'. Give a client secret (or a certificate dict as "
-            "MSAL takes it) one way or the other: Auth(..., client_credential=os.environ['CLIENT_SECRET']) "
-            "as in the README, or app.config['IDENTITY_CLIENT_CREDENTIAL'] = ... (environment "
-            "variable FLASK_IDENTITY_CLIENT_CREDENTIAL with app.config.from_prefixed_env())."
+            "No client credential is configured: Auth() got none, and app.config has none of its keys. "
+            "Set one of: 'client_credential' (IDENTITY_CLIENT_CREDENTIAL), a client secret, as in the "
+            "README: Auth(..., client_credential=os.environ['CLIENT_SECRET']); 'client_certificate_path' "
+            "(IDENTITY_CLIENT_CERTIFICATE_PATH), a PEM or PFX certificate file; or 'managed_identity' "
+            "(IDENTITY_MANAGED_IDENTITY), 'system' or a user-assigned managed identity's client id, trusted "
+            "by a federated identity credential. app.config.from_prefixed_env() reads each from the "
+            "environment variable FLASK_IDENTITY_<NAME>. See the docs page 'Credentials'."
         )
     redirect_uri = values["redirect_uri"]
     if not redirect_uri:
@@ -457,7 +515,7 @@ def resolve(app: Flask, given: Mapping[str, Any]) -> Settings:
     authority, edit_profile, reset_password = _authorities(values)
     return Settings(
         client_id=str(values["client_id"]),
-        client_credential=values["client_credential"],
+        client_credential=credential,
         redirect_uri=redirect_uri,
         redirect_path=parts.path,
         authority=authority,
@@ -476,6 +534,9 @@ def resolve(app: Flask, given: Mapping[str, Any]) -> Settings:
         domain_hint=_as_option("domain_hint", sign_in_options.domain_hint, values["domain_hint"]),
         graph_endpoint=_check_url("graph_endpoint", values["graph_endpoint"], need_path=False),
         groups_cache_seconds=_as_seconds("groups_cache_seconds", values["groups_cache_seconds"]),
+        client_certificate_path=credential.path if isinstance(credential, credentials.Certificate) else None,
+        client_certificate_send_x5c=isinstance(credential, credentials.Certificate) and credential.send_x5c,
+        managed_identity=credential.identity if isinstance(credential, credentials.ManagedIdentity) else None,
     )
 
 
@@ -525,8 +586,7 @@ def resolve_api(config: Mapping[str, Any], given: Mapping[str, Any]) -> ApiSetti
             "'IDENTITY_CLIENT_ID'. Give the Application (client) ID of the API's app registration: "
             "tokens for the API carry it as their audience."
         )
-    credential = values["client_credential"]
-    _check_credential(credential)
+    credential = _credential(values, timeout=_as_seconds("timeout", values["timeout"]))
     authority, _edit, _reset = _authorities(
         {**values, "b2c_edit_profile_user_flow": None, "b2c_reset_password_user_flow": None}
     )

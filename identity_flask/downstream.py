@@ -22,6 +22,7 @@ from typing import Any
 
 import msal
 
+from . import credentials
 from .client import TokenCache, _TimeoutSession, provider_calls
 from .config import ApiSettings, Authority, Settings
 from .errors import BearerTokenError, ConfigurationError, ProviderError, ProviderUnavailable
@@ -101,7 +102,7 @@ class Downstream:
                 with provider_calls("reading its configuration"):
                     app = msal.ConfidentialClientApplication(
                         self.client_id,
-                        client_credential=self.credential,
+                        client_credential=credentials.msal_credential(self.credential),
                         token_cache=cache,
                         http_client=self.http,
                         http_cache=self.http_cache,
