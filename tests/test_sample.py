@@ -5,9 +5,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
+import secrets
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -521,3 +524,314 @@ def test_browser_to_dos_page_lists_what_the_web_api_answered(
     ]
     answer = json.loads(page.text_content("#result") or "")
     assert answer["user"]["sub"] == "heidi" and answer["scopes"] == ["Todo.Read"]
+
+
+# --- Azure App Service: the managed identity, Key Vault, Redis with Entra ID, health, gunicorn ---
+
+#: The client id and object (principal) id of the emulated user-assigned managed identity.
+MI_CLIENT_ID = "0f0e0d0c-1111-4222-8333-944445555666"
+MI_OBJECT_ID = "7a7a7a7a-2222-4333-8444-955556666777"
+
+
+class AzureEmulator:
+    """App Service's managed-identity endpoint and Key Vault's ``sign``, on one local TLS server.
+
+    Neither service can run here, so this plays both as they answer: the managed-identity
+    endpoint (what MSAL calls with ``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER``) issues a
+    token for the asked resource to the asked client id, and Key Vault signs with an RSA
+    key only for a bearer of a Key Vault token. Every request is recorded.
+    """
+
+    def __init__(self, workdir: Path, ca_bundle: Path) -> None:
+        import trustme
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        ca = trustme.CA()
+        self._leaf = ca.issue_cert("127.0.0.1")
+        #: System CAs, the local provider's, and this server's: for REQUESTS_CA_BUNDLE.
+        self.ca_bundle = workdir / "azure-ca-bundle.pem"
+        self.ca_bundle.write_bytes(ca_bundle.read_bytes() + b"\n" + ca.cert_pem.bytes())
+        self.identity_header = secrets.token_urlsafe(16)
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.requests: list[dict[str, Any]] = []
+        #: Set to an HTTP status to make Key Vault refuse.
+        self.vault_status = 200
+        self.tokens: dict[str, str] = {}  # token -> resource
+        self._server: Any = None
+
+    def start(self) -> AzureEmulator:
+        import ssl
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def answer(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                url = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                emulator.requests.append({"path": url.path, "query": query})
+                if url.path != "/msi/token" or self.headers.get("X-IDENTITY-HEADER") != emulator.identity_header:
+                    self.answer(401, {"statusCode": 401, "message": "no identity header"})
+                elif query.get("client_id") != MI_CLIENT_ID:
+                    self.answer(400, {"statusCode": 400, "message": "no such identity"})
+                else:
+                    token = emulator.mint(query["resource"])
+                    expires_on = str(int(time.time()) + 3600)
+                    self.answer(200, {"access_token": token, "expires_on": expires_on, "token_type": "Bearer"})
+
+            def do_POST(self) -> None:
+                import base64
+
+                from cryptography.hazmat.primitives import hashes
+                from cryptography.hazmat.primitives.asymmetric import padding, utils
+
+                url = urlsplit(self.path)
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+                emulator.requests.append({"path": url.path, "query": parse_qs(url.query), "body": body})
+                token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                if emulator.tokens.get(token) != "https://vault.azure.net":
+                    self.answer(401, {"error": {"code": "Unauthorized", "message": "AKV10000"}})
+                elif emulator.vault_status != 200:
+                    self.answer(emulator.vault_status, {"error": {"code": "Forbidden", "message": "no sign"}})
+                elif not url.path.endswith("/sign") or body.get("alg") != "RS256":
+                    self.answer(400, {"error": {"code": "BadParameter", "message": "?"}})
+                else:
+                    digest = base64.urlsafe_b64decode(body["value"] + "=" * (-len(body["value"]) % 4))
+                    signature = emulator.key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+                    value = base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+                    self.answer(200, {"kid": f"https://{self.headers['Host']}{url.path[:-5]}/v1", "value": value})
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._leaf.configure_cert(context)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def origin(self) -> str:
+        return f"https://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def key_uri(self) -> str:
+        return f"{self.origin}/keys/flask-secret-key"
+
+    def environ(self) -> dict[str, str]:
+        """What App Service gives a process with a managed identity."""
+        return {
+            "IDENTITY_ENDPOINT": f"{self.origin}/msi/token",
+            "IDENTITY_HEADER": self.identity_header,
+            "REQUESTS_CA_BUNDLE": str(self.ca_bundle),
+            "CURL_CA_BUNDLE": str(self.ca_bundle),
+        }
+
+    def mint(self, resource: str) -> str:
+        """A token for ``resource``: the same one each time, as the endpoint keeps it until it nears expiry."""
+        import jwt
+
+        for token, audience in self.tokens.items():
+            if audience == resource:
+                return token
+        now = int(time.time())
+        claims = {"aud": resource, "oid": MI_OBJECT_ID, "appid": MI_CLIENT_ID, "iat": now, "exp": now + 3600}
+        token = jwt.encode(claims, secrets.token_bytes(32), algorithm="HS256")
+        self.tokens[token] = resource
+        return token
+
+    def token_requests(self) -> list[tuple[str, str | None]]:
+        """(resource, client_id) of each managed-identity token request."""
+        asked = [r["query"] for r in self.requests if r["path"] == "/msi/token"]
+        return [(query.get("resource"), query.get("client_id")) for query in asked]
+
+
+def off_the_main_thread(call: Callable[[], Any], timeout: float = 60) -> Any:
+    """``call()`` in another thread, as gunicorn's worker threads serve requests.
+
+    redis-entraid's token manager schedules its renewals on the calling thread's
+    running event loop, if it has one, and waits for them: on pytest's main thread,
+    Playwright's loop (the browser tests') may be that loop, which never runs them.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(call).result(timeout=timeout)
+
+
+@pytest.fixture
+def azure(idp: LocalProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureEmulator]:
+    """The emulator, with this process's environment set as App Service sets it."""
+    emulator = AzureEmulator(tmp_path, idp.ca_bundle).start()
+    for name, value in emulator.environ().items():
+        monkeypatch.setenv(name, value)
+    yield emulator
+    emulator.stop()
+
+
+def test_settings_for_azure_are_read_and_checked() -> None:
+    config = settings.from_environ(
+        {"REDIS_URL": "rediss://c.redis.cache.windows.net:6380/0", "REDIS_ENTRA_AUTH": "true", "AZURE_CLIENT_ID": "x"}
+    )
+    assert config["REDIS_ENTRA_AUTH"] is True and config["AZURE_CLIENT_ID"] == "x"
+    assert settings.from_environ({})["REDIS_ENTRA_AUTH"] is False
+    with pytest.raises(ValueError, match="REDIS_ENTRA_AUTH needs REDIS_URL"):
+        settings.from_environ({"REDIS_ENTRA_AUTH": "true"})
+    with pytest.raises(ValueError, match="remove the password from REDIS_URL"):
+        settings.from_environ({"REDIS_ENTRA_AUTH": "yes", "REDIS_URL": "rediss://:hunter2@c:6380/0"})
+    with pytest.raises(ValueError, match="REDIS_ENTRA_AUTH must be true or false"):
+        settings.from_environ({"REDIS_ENTRA_AUTH": "perhaps", "REDIS_URL": "redis://c"})
+
+    vault_key = "https://v.vault.azure.net/keys/k"
+    config = settings.from_environ({"SECRET_KEY_VAULT_KEY": vault_key})
+    assert config["SECRET_KEY"] is None and config["SECRET_KEY_VAULT_KEY"] == vault_key  # derived by create_app
+    with pytest.raises(ValueError, match="SECRET_KEY or SECRET_KEY_VAULT_KEY, not both"):
+        settings.from_environ({"SECRET_KEY": "k" * 64, "SECRET_KEY_VAULT_KEY": vault_key})
+    # IDENTITY_MANAGED_IDENTITY reaches identity_flask as it is, like every IDENTITY_* variable.
+    assert settings.from_environ({"IDENTITY_MANAGED_IDENTITY": MI_CLIENT_ID})["IDENTITY_MANAGED_IDENTITY"] == (
+        MI_CLIENT_ID
+    )
+
+
+def test_redis_entra_auth_hands_redis_a_credential_provider_for_the_managed_identity(
+    make_sample: Callable[..., Flask], azure: AzureEmulator
+) -> None:
+    from redis_entraid.cred_provider import EntraIdCredentialsProvider
+
+    app = make_sample(REDIS_URL="rediss://127.0.0.1:1/0", REDIS_ENTRA_AUTH="true", AZURE_CLIENT_ID=MI_CLIENT_ID)
+    assert isinstance(app.session_interface, RedisSessionInterface)
+    connection = app.config["SESSION_REDIS"].connection_pool.connection_kwargs
+    provider = connection["credential_provider"]
+    assert isinstance(provider, EntraIdCredentialsProvider)
+    assert "password" not in connection and "username" not in connection
+    # What redis-py sends on connecting: the identity's object id and a token for Redis,
+    # which the managed identity issued to the configured client id.
+    username, password = off_the_main_thread(provider.get_credentials)
+    assert username == MI_OBJECT_ID
+    assert azure.tokens[password] == "https://redis.azure.com/"
+    assert azure.token_requests() == [("https://redis.azure.com/", MI_CLIENT_ID)]
+
+
+def test_a_plain_redis_url_keeps_no_credential_provider(make_sample: Callable[..., Flask]) -> None:
+    app = make_sample(REDIS_URL="redis://127.0.0.1:1/0", REDIS_ENTRA_AUTH="false", AZURE_CLIENT_ID=MI_CLIENT_ID)
+    assert "credential_provider" not in app.config["SESSION_REDIS"].connection_pool.connection_kwargs
+
+
+def test_secret_key_is_derived_from_the_vault_key_the_same_in_every_process(
+    make_sample: Callable[..., Flask], azure: AzureEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    first = make_sample(SECRET_KEY_VAULT_KEY=azure.key_uri, AZURE_CLIENT_ID=MI_CLIENT_ID)
+    second = make_sample(SECRET_KEY_VAULT_KEY=azure.key_uri, AZURE_CLIENT_ID=MI_CLIENT_ID)
+    key = first.config["SECRET_KEY"]
+    assert key == second.config["SECRET_KEY"] and len(key) == 64
+    assert azure.token_requests() == [("https://vault.azure.net", MI_CLIENT_ID)] * 2
+    (sign,) = {json.dumps(r["body"]) for r in azure.requests if r["path"].endswith("/sign")}
+    assert key not in sign  # what goes to Key Vault is the fixed text's digest only
+    # Another key gives another SECRET_KEY: it is the vault key that makes it secret.
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    azure.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert make_sample(SECRET_KEY_VAULT_KEY=azure.key_uri, AZURE_CLIENT_ID=MI_CLIENT_ID).config["SECRET_KEY"] != key
+    # Sign-in works with it: the pending sign-in's cookie is encrypted with it.
+    assert first.test_client().get("/login").status_code == 302
+    logged = caplog.text
+    assert key not in logged and all(token not in logged for token in azure.tokens)
+
+
+def test_secret_key_vault_refusal_and_outage_are_named_without_a_token(
+    make_sample: Callable[..., Flask], azure: AzureEmulator
+) -> None:
+    azure.vault_status = 403
+    with pytest.raises(webapp.vault.SecretKeyUnavailable, match="HTTP 403 Forbidden.*Key Vault Crypto User") as info:
+        make_sample(SECRET_KEY_VAULT_KEY=azure.key_uri, AZURE_CLIENT_ID=MI_CLIENT_ID)
+    assert all(token not in str(info.value) for token in azure.tokens)
+    # A client id the endpoint does not know: no token, and the setting to check is named.
+    with pytest.raises(webapp.vault.SecretKeyUnavailable, match="AZURE_CLIENT_ID"):
+        make_sample(SECRET_KEY_VAULT_KEY=azure.key_uri, AZURE_CLIENT_ID="not-this-identity")
+    # Key Vault down.
+    closed = f"https://127.0.0.1:{free_port()}/keys/flask-secret-key"
+    with pytest.raises(webapp.vault.SecretKeyUnavailable, match="did not answer at 127.0.0.1"):
+        make_sample(SECRET_KEY_VAULT_KEY=closed, AZURE_CLIENT_ID=MI_CLIENT_ID)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://v.vault.azure.net/keys/k",  # the token would travel in clear
+        "https://v.vault.azure.net/secrets/k",
+        "https://v.vault.azure.net/keys/k?x=1",
+        "https://user@v.vault.azure.net/keys/k",
+        "https://v.vault.azure.net/keys/k/1/2",
+        "v.vault.azure.net/keys/k",
+    ],
+)
+def test_secret_key_vault_key_must_be_a_key_vault_key_uri(uri: str) -> None:
+    # Checked before any token is asked for: the managed identity's token goes to that address.
+    with pytest.raises(ValueError, match="SECRET_KEY_VAULT_KEY must be a Key Vault key's URI"):
+        webapp.vault.secret_key_from_vault_key(uri, client_id=MI_CLIENT_ID)
+
+
+def test_health_answers_without_the_session_store_the_provider_or_a_trusted_host(
+    make_sample: Callable[..., Flask], idp: LocalProvider
+) -> None:
+    # Redis down (nothing listens on port 1) and the provider unreachable.
+    app = make_sample(REDIS_URL="redis://127.0.0.1:1/0", IDENTITY_AUTHORITY="https://127.0.0.1:1/tenant")
+    app.testing = False  # errors become pages, as in production
+    client = app.test_client()
+    client.set_cookie("session", secrets.token_urlsafe(32))
+    response = client.get("/health", headers={"Host": "10.0.0.7:8181"})  # not a trusted host
+    assert response.status_code == 200 and response.get_data() == b"ok\n"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "Set-Cookie" not in response.headers
+    head = client.head("/health")
+    assert head.status_code == 200 and head.get_data() == b""
+    # (tests/test_sample_redis.py shows a signed-in session's cookie on a page with Redis down: a 503.)
+    # Other methods and paths are Flask's as before.
+    fresh = app.test_client()
+    assert fresh.post("/health").status_code == 404  # Flask has no such route
+    assert fresh.get("/health/x").status_code == 404
+
+
+def gunicorn_config(environ: dict[str, str]) -> str:
+    """What gunicorn resolves from sample/gunicorn.conf.py (``--print-config``)."""
+    env = {**os.environ, **environ}
+    return subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--print-config", "app:app"],
+        cwd=SAMPLE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+
+
+def test_gunicorn_worker_count_comes_from_gunicorn_workers(idp: LocalProvider) -> None:
+    environ = {**sample_environ(idp, REDIS_URL="redis://127.0.0.1:1/0"), "SECRET_KEY": "k" * 64}
+    assert re.search(r"^workers\s*=\s*5$", gunicorn_config({**environ, "GUNICORN_WORKERS": "5"}), re.M)
+    assert re.search(r"^threads\s*=\s*4$", gunicorn_config({**environ, "GUNICORN_WORKERS": "5"}), re.M)
+    assert re.search(r"^workers\s*=\s*1$", gunicorn_config({**environ, "GUNICORN_WORKERS": ""}), re.M)
+
+    namespace: dict[str, Any] = {}
+    exec(compile((SAMPLE / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)
+    worker_count = namespace["worker_count"]
+    assert worker_count({"GUNICORN_WORKERS": " 9 "}) == 9 and worker_count({}) is None
+    for wrong in ("0", "-1", "two", "1e3", "²", "66", "9" * 400):
+        with pytest.raises(ValueError, match="GUNICORN_WORKERS must be a whole number"):
+            worker_count({"GUNICORN_WORKERS": wrong})

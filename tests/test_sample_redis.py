@@ -16,6 +16,7 @@ import redis
 import requests
 from localidp import CLIENT_ID, CLIENT_SECRET, LocalProvider, free_port
 from servers import Gunicorn, RedisServer
+from werkzeug.test import Client as WerkzeugClient
 
 pytestmark = pytest.mark.redis
 
@@ -122,3 +123,83 @@ def test_signed_in_on_one_instance_is_signed_in_on_the_other_and_signed_out_on_b
         assert response.status_code == 302, origin
         assert response.headers["Location"].startswith("/login")
         assert 'id="signed-out"' in app_browser.get(origin + "/").text
+
+
+@pytest.fixture(scope="module")
+def localhost_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalProvider]:
+    """A provider for the sample served by Flask's test client (host ``localhost``)."""
+    provider = LocalProvider(
+        tmp_path_factory.mktemp("idp-localhost"),
+        redirect_uris=["http://localhost/getAToken"],
+        post_logout_redirect_uris=["http://localhost/"],
+    )
+    provider.start()
+    yield provider
+    provider.stop()
+
+
+def test_redis_entra_auth_signs_in_to_redis_with_the_managed_identitys_token(
+    localhost_provider: LocalProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on Azure Cache for Redis with access keys disabled: the default user is off, and the
+    only Redis user the app can be is the managed identity's object id, whose password is its
+    token. The sample signs a user in and keeps the session there, through redis-entraid."""
+    from conftest import SignIn
+    from test_sample import MI_CLIENT_ID, MI_OBJECT_ID, AzureEmulator, off_the_main_thread, sample_environ
+    from webapp import create_app
+
+    with ExitStack() as running:
+        azure = AzureEmulator(tmp_path, localhost_provider.ca_bundle).start()
+        running.callback(azure.stop)
+        for name, value in azure.environ().items():
+            monkeypatch.setenv(name, value)
+        server = running.enter_context(RedisServer())
+        token = azure.mint("https://redis.azure.com/")  # the endpoint hands out this one
+        admin_password = secrets.token_urlsafe(16)
+        admin = redis.from_url(server.url)
+        admin.execute_command("ACL", "SETUSER", "admin", "on", f">{admin_password}", "~*", "&*", "+@all")
+        admin.execute_command("ACL", "SETUSER", MI_OBJECT_ID, "on", f">{token}", "~*", "&*", "+@all")
+        admin.execute_command("ACL", "SETUSER", "default", "off")
+        admin.close()
+        store = redis.from_url(server.url, username="admin", password=admin_password)
+        running.callback(store.close)
+        with pytest.raises(redis.AuthenticationError):  # no way in without the user and its token
+            redis.from_url(server.url).ping()
+
+        environ = sample_environ(
+            localhost_provider, REDIS_URL=server.url, REDIS_ENTRA_AUTH="true", AZURE_CLIENT_ID=MI_CLIENT_ID
+        )
+        client = create_app({"TESTING": True}, environ=environ).test_client()
+        signed_in = off_the_main_thread(lambda: SignIn(localhost_provider)(client, "/claims", login="alice"))
+        assert signed_in.location == "/claims"
+        assert any(key.startswith(b"session:") for key in store.keys())
+        page = off_the_main_thread(lambda: client.get("/claims"))
+        assert "alice@example.test" in page.get_data(as_text=True)
+        assert set(azure.token_requests()) == {("https://redis.azure.com/", MI_CLIENT_ID)}
+
+
+def test_health_stays_200_for_a_signed_in_browser_while_redis_is_down(
+    localhost_provider: LocalProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The health path never reads the session, even with a session cookie: with Redis
+    stopped, a page for the same browser is a 503 and ``/health`` a 200."""
+    from conftest import SignIn
+    from test_sample import sample_environ
+    from webapp import create_app
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(localhost_provider.ca_bundle))
+    with RedisServer() as server:
+        app = create_app({"TESTING": True}, environ=sample_environ(localhost_provider, REDIS_URL=server.url))
+        client = app.test_client()
+        SignIn(localhost_provider)(client, "/claims", login="alice")
+        assert client.get("/claims").status_code == 200
+        server.stop()
+        app.testing = False  # errors become pages, as in production
+        cookie = client.get_cookie("session")
+        assert cookie is not None
+        # werkzeug's plain client: Flask's would try to use the session that could not be read.
+        browser = WerkzeugClient(app)
+        browser.set_cookie("session", cookie.value)
+        assert browser.get("/health").status_code == 200
+        page = browser.get("/claims")
+        assert page.status_code == 503 and "session store" in page.get_data(as_text=True)

@@ -1,4 +1,6 @@
-// The web app: Python 3.12 on Linux, https only, started by gunicorn, sessions in Redis.
+// The web app: Python 3.12 on Linux, https only, TLS 1.2 or later, FTP off, a health
+// check, started by gunicorn (sample/gunicorn.conf.py), running as the managed identity.
+// Its app settings are set by appsettings.bicep once the app registration exists.
 
 param name string
 param location string
@@ -7,48 +9,79 @@ param tags object
 @description('Resource id of the App Service plan.')
 param planId string
 
-@description('Name of the Azure Cache for Redis, in this resource group.')
-param redisName string
+@description('Resource id of the user-assigned managed identity the app runs as.')
+param identityId string
 
-@secure()
-@description('The sample\'s settings (IDENTITY_*, API_*, SECRET_KEY), as app settings.')
-param appSettings object
-
-resource redis 'Microsoft.Cache/redis@2023-08-01' existing = {
-  name: redisName
-}
-
-// rediss:// on the TLS port; the access key stays inside the deployment, never in an output.
-var redisUrl = 'rediss://:${redis.listKeys().primaryKey}@${redis.properties.hostName}:${redis.properties.sslPort}/0'
+@description('The path App Service pings on each instance (sample/webapp/health.py).')
+param healthCheckPath string = '/health'
 
 resource site 'Microsoft.Web/sites@2023-12-01' = {
   name: name
   location: location
   tags: tags
   kind: 'app,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
   properties: {
     serverFarmId: planId
     httpsOnly: true
     clientAffinityEnabled: false // sessions are shared through Redis: any instance may answer
+    keyVaultReferenceIdentity: identityId
     siteConfig: {
       linuxFxVersion: 'PYTHON|3.12'
       minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
+      http20Enabled: true
       alwaysOn: true
-      appCommandLine: 'gunicorn --bind=0.0.0.0:8000 --workers 2 --timeout 120 app:app'
+      healthCheckPath: healthCheckPath
+      // Workers and threads come from gunicorn.conf.py (GUNICORN_WORKERS).
+      appCommandLine: 'gunicorn --bind=0.0.0.0:8000 --timeout 120 --config gunicorn.conf.py app:app'
     }
   }
 }
 
-resource settings 'Microsoft.Web/sites/config@2023-12-01' = {
+// No publishing with a user name and password: deployments sign in with Microsoft Entra.
+resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
   parent: site
-  name: 'appsettings'
-  properties: union(appSettings, {
-    SCM_DO_BUILD_DURING_DEPLOYMENT: 'true'
-    REDIS_URL: redisUrl
-    BEHIND_PROXY: 'true'
-  })
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+// gunicorn's and the app's output, for `az webapp log tail` and the log stream.
+resource logs 'Microsoft.Web/sites/config@2023-12-01' = {
+  parent: site
+  name: 'logs'
+  properties: {
+    applicationLogs: {
+      fileSystem: {
+        level: 'Information'
+      }
+    }
+    httpLogs: {
+      fileSystem: {
+        enabled: true
+        retentionInDays: 3
+        retentionInMb: 35
+      }
+    }
+  }
 }
 
 output name string = site.name
+output hostName string = site.properties.defaultHostName
 output uri string = 'https://${site.properties.defaultHostName}'

@@ -18,8 +18,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from identity_flask import ApiAuth, RedactSecrets
 
-from . import api, settings, views
+from . import api, settings, vault, views
 from .auth import auth
+from .health import HealthCheck
 
 __all__ = ["create_app"]
 
@@ -44,16 +45,46 @@ def _configure_sessions(app: Flask) -> None:
 
     Every instance and worker then sees the same sessions. Without it,
     identity_flask's default file store in the instance folder applies, which
-    is right for one process on one machine only.
+    is right for one process on one machine only. With ``REDIS_ENTRA_AUTH``, the
+    app signs in to Redis with its managed identity's Microsoft Entra tokens
+    (Azure Cache for Redis with access keys disabled); the URL holds no password.
     """
     url = app.config.get("REDIS_URL")
     if not url or app.config.get("SESSION_TYPE"):
         return
     import redis
 
+    options: dict[str, Any] = {}
+    if app.config.get("REDIS_ENTRA_AUTH"):
+        options["credential_provider"] = redis_entra_credentials(app.config.get("AZURE_CLIENT_ID"))
     app.config["SESSION_TYPE"] = "redis"
     # Azure Cache for Redis drops connections idle for 10 minutes: check before reuse.
-    app.config["SESSION_REDIS"] = redis.from_url(url, health_check_interval=60, socket_timeout=5)
+    app.config["SESSION_REDIS"] = redis.from_url(url, health_check_interval=60, socket_timeout=5, **options)
+
+
+#: The resource a managed identity asks a token for Azure Cache for Redis (and Azure Managed Redis) for.
+REDIS_RESOURCE = "https://redis.azure.com/"
+
+
+def redis_entra_credentials(client_id: str | None) -> Any:
+    """A redis-py credential provider that signs in with the managed identity's Entra tokens.
+
+    redis-entraid asks the managed identity for a token for Redis, sends its ``oid``
+    as the user name and the token as the password, and renews it before it expires.
+
+    :param client_id: a user-assigned managed identity's client id (``AZURE_CLIENT_ID``),
+        or ``None`` for the system-assigned identity.
+    """
+    from redis_entraid.cred_provider import ManagedIdentityIdType, ManagedIdentityType, create_from_managed_identity
+
+    if client_id:
+        return create_from_managed_identity(
+            identity_type=ManagedIdentityType.USER_ASSIGNED,
+            resource=REDIS_RESOURCE,
+            id_type=ManagedIdentityIdType.CLIENT_ID,
+            id_value=client_id,
+        )
+    return create_from_managed_identity(identity_type=ManagedIdentityType.SYSTEM_ASSIGNED, resource=REDIS_RESOURCE)
 
 
 def _redact_server_logs() -> None:
@@ -78,6 +109,9 @@ def create_app(config: Mapping[str, Any] | None = None, *, environ: Mapping[str,
         loading ``sample/.env`` when it exists.
     :raises identity_flask.ConfigurationError: a sign-in setting is missing;
         the message names the variable to set.
+    :raises ValueError: a variable holds a value it cannot hold; the message names it.
+    :raises webapp.vault.SecretKeyUnavailable: ``SECRET_KEY_VAULT_KEY`` is set and
+        Key Vault or the managed identity did not give the key.
     """
     if environ is None:
         _read_dotenv()
@@ -86,6 +120,10 @@ def create_app(config: Mapping[str, Any] | None = None, *, environ: Mapping[str,
     app.config.update(settings.from_environ(environ))
     if config:
         app.config.update(config)
+    if not app.config.get("SECRET_KEY") and app.config.get("SECRET_KEY_VAULT_KEY"):
+        app.config["SECRET_KEY"] = vault.secret_key_from_vault_key(
+            app.config["SECRET_KEY_VAULT_KEY"], client_id=app.config.get("AZURE_CLIENT_ID")
+        )
 
     if app.config["BEHIND_PROXY"]:
         # TLS ends at the proxy (App Service's front end), which forwards plain http
@@ -104,4 +142,6 @@ def create_app(config: Mapping[str, Any] | None = None, *, environ: Mapping[str,
     todo_scope = f"{app.config['WEB_API_APP_ID_URI']}/{api.TODO_SCOPE}"
     app.register_blueprint(views.make_blueprint(app.config["API_SCOPES"], [todo_scope]))
     app.register_blueprint(api.make_blueprint(api_auth))
+    # Outermost: App Service's health check never reaches Flask, its session or its host check.
+    app.wsgi_app = HealthCheck(app.wsgi_app)  # type: ignore[method-assign]
     return app

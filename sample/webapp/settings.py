@@ -12,6 +12,7 @@ import json
 import secrets
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 #: Microsoft Graph's "who am I": works with any Entra ID work or school account.
 DEFAULT_API_ENDPOINT = "https://graph.microsoft.com/v1.0/me"
@@ -71,6 +72,24 @@ def web_api_app_id_uri(environ: Mapping[str, str]) -> str | None:
     return uri.rstrip("/") or None
 
 
+def redis_entra_settings(environ: Mapping[str, str], redis_url: str | None) -> dict[str, Any]:
+    """``REDIS_ENTRA_AUTH`` and the managed identity it signs in to Redis with.
+
+    ``AZURE_CLIENT_ID`` names a user-assigned managed identity by its client id
+    (the convention of Azure's SDKs); unset, the system-assigned one is used.
+
+    :raises ValueError: Entra sign-in without ``REDIS_URL``, or with a password in
+        it (two ways to sign in, one of them a secret); the message names the variable.
+    """
+    flag = environ.get("REDIS_ENTRA_AUTH", "").strip()
+    entra = as_bool("REDIS_ENTRA_AUTH", flag) if flag else False
+    if entra and not redis_url:
+        raise ValueError("REDIS_ENTRA_AUTH needs REDIS_URL, e.g. rediss://<name>.redis.cache.windows.net:6380/0.")
+    if entra and redis_url and urlsplit(redis_url).password:
+        raise ValueError("REDIS_ENTRA_AUTH signs in with a token: remove the password from REDIS_URL.")
+    return {"REDIS_ENTRA_AUTH": entra, "AZURE_CLIENT_ID": (environ.get("AZURE_CLIENT_ID") or "").strip() or None}
+
+
 def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     """Build the app's configuration from ``environ``.
 
@@ -93,10 +112,20 @@ def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     # Where the to-do page finds that API; unset, this app itself.
     config["WEB_API_URL"] = (environ.get("WEB_API_URL") or "").rstrip("/") or None
     config["REDIS_URL"] = environ.get("REDIS_URL") or None
+    # Sign in to Redis with a Microsoft Entra token of the app's managed identity
+    # (Azure Cache for Redis with access keys disabled) instead of a password.
+    config.update(redis_entra_settings(environ, config["REDIS_URL"]))
 
     # The key encrypts pending sign-ins (identity_flask keeps them in a cookie). Every
     # worker and instance must share it; a single process may do with a random one.
-    config["SECRET_KEY"] = environ.get("SECRET_KEY") or secrets.token_hex(32)
+    # On Azure, it is derived from a Key Vault key that never leaves the vault
+    # (SECRET_KEY_VAULT_KEY, see webapp/vault.py): the app then builds it at start-up.
+    secret_key = environ.get("SECRET_KEY") or None
+    vault_key = environ.get("SECRET_KEY_VAULT_KEY") or None
+    if secret_key and vault_key:
+        raise ValueError("Set SECRET_KEY or SECRET_KEY_VAULT_KEY, not both.")
+    config["SECRET_KEY_VAULT_KEY"] = vault_key
+    config["SECRET_KEY"] = secret_key or (None if vault_key else secrets.token_hex(32))
 
     # A bare-path redirect URI takes its host from the request, so the hosts the app
     # answers to are pinned: TRUSTED_HOSTS if given, else App Service's own host name,

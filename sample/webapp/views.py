@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, current_app, render_template, url_for
+from werkzeug.local import LocalProxy
 
 from . import downstream
 from .auth import auth
@@ -60,4 +61,6 @@ def make_blueprint(api_scopes: Sequence[str], todo_scopes: Sequence[str]) -> Blu
 
 
 def _links() -> dict[str, Any]:
-    return {"edit_profile_url": auth.get_edit_profile_url(), "current_user": auth.get_user()}
+    # Read when a template uses it, not for every page rendered: the identity error
+    # pages (a 503 when the session store is down, say) must render without a session.
+    return {"edit_profile_url": auth.get_edit_profile_url(), "current_user": LocalProxy(auth.get_user)}
