@@ -14,11 +14,12 @@ import json
 import re
 from typing import Any
 
-from flask import current_app, render_template
+from flask import current_app, has_app_context, render_template
 from werkzeug.exceptions import HTTPException
 from werkzeug.sansio.response import Response as SansIOResponse
 from werkzeug.wrappers import Response
 
+from .diagnosis import Diagnosis
 from .negotiation import wants_html
 
 
@@ -32,6 +33,9 @@ class IdentityError(HTTPException):
     :param description: what happened, for the person reading the page. It
         may come from the provider, so it is always escaped.
     :param error: an OAuth 2.0 error code such as ``access_denied``.
+    :param diagnosis: why it happened and what fixes it (see :mod:`identity_flask.diagnosis`):
+        its code goes into the JSON body as ``cause``; the cause and the fix are shown
+        only in debug mode.
     """
 
     #: None here, so that ``@app.errorhandler(IdentityError)`` is filed by class and
@@ -45,11 +49,17 @@ class IdentityError(HTTPException):
     extra_headers: tuple[tuple[str, str], ...] = ()
     #: Answer in JSON whoever asks (set for errors met in a web API's views).
     json_only = False
+    #: Why it happened, when the extension can tell (:mod:`identity_flask.diagnosis`).
+    diagnosis: Diagnosis | None = None
 
-    def __init__(self, description: str | None = None, *, error: str | None = None) -> None:
+    def __init__(
+        self, description: str | None = None, *, error: str | None = None, diagnosis: Diagnosis | None = None
+    ) -> None:
         super().__init__(description)
         if error:
             self.error = error
+        if diagnosis is not None:
+            self.diagnosis = diagnosis
 
     @property
     def status(self) -> int:
@@ -60,8 +70,15 @@ class IdentityError(HTTPException):
         return [*super().get_headers(environ, scope), *self.extra_headers]
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON body sent to callers that do not want HTML."""
-        return {"error": self.error, "error_description": self.description}
+        """The JSON body sent to callers that do not want HTML: with ``cause`` when the
+        extension knows it, and the diagnosis and the fix too in debug mode."""
+        body: dict[str, Any] = {"error": self.error, "error_description": self.description}
+        if self.diagnosis is not None:
+            body["cause"] = self.diagnosis.code
+            if has_app_context() and current_app.debug:
+                body["diagnosis"] = " ".join(filter(None, (self.diagnosis.summary, self.diagnosis.evidence)))
+                body["fix"] = self.diagnosis.fix
+        return body
 
     def get_response(  # type: ignore[override]
         self,
@@ -81,6 +98,7 @@ class IdentityError(HTTPException):
             status=self.status,
             retry_url=state.login_url() if state is not None else None,
             reset_password_url=state.reset_password_url() if state is not None else None,
+            diagnosis=self.diagnosis if current_app.debug else None,
         )
         return Response(page, self.status, [*headers, ("Content-Type", "text/html; charset=utf-8")])
 
@@ -90,6 +108,17 @@ class SignInError(IdentityError):
     was malformed, or the provider refused the authorization code."""
 
     code = 400
+
+
+class SignInLoop(SignInError):
+    """A browser kept being sent to sign in again right after signing in (its session
+    did not survive to the next request), and was stopped rather than sent round again.
+
+    .. versionadded:: 0.1
+    """
+
+    error = "login_loop"
+    title = "Sign-in keeps starting over"
 
 
 class AccessDenied(IdentityError):

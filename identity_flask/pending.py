@@ -19,6 +19,15 @@ other), that is:
 
 Only the newest ``max_pending_sign_ins`` are kept. A callback takes its entry
 out (its cookie is deleted), so a replayed callback finds nothing.
+
+Beside them, one more cookie (:data:`RECORD_COOKIE`, as encrypted and with the
+same flags) keeps the browser's recent sign-ins for an hour: a digest of each
+state, when and on which origin it started, whether it was finished or
+dropped, and when sign-ins were finished. It holds no secret; it is what
+tells a replayed, expired or dropped sign-in apart at a failed callback
+(:func:`identity_flask.diagnosis.unmatched_callback`), and what counts a login
+loop even when the session store loses every session
+(:func:`identity_flask.diagnosis.repeated_sign_in`).
 """
 
 from __future__ import annotations
@@ -31,12 +40,14 @@ import logging
 import time
 import zlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import Flask, after_this_request, current_app, request
 from werkzeug.wrappers import Response
 
+from . import diagnosis
 from .errors import ConfigurationError, SignInError
 
 logger = logging.getLogger(__name__)
@@ -51,6 +62,20 @@ MAX_COOKIES_READ = 32
 CLOCK_SKEW = 60
 _PURPOSE = b"identity_flask pending sign-ins v2"
 
+#: The cookie that keeps the browser's recent sign-ins (its name does not begin with :data:`COOKIE_PREFIX`).
+RECORD_COOKIE = "identity_history"
+#: The record keeps sign-ins for at least this many seconds (twice the sign-in timeout if longer).
+RECORD_SECONDS = 3600
+#: The record keeps at most this many started sign-ins, and this many finished ones.
+RECORD_STARTED = 24
+RECORD_FINISHED = 8
+#: Longest origin the record keeps for a sign-in (the Host header is the client's to choose).
+MAX_ORIGIN = 100
+_RECORD_PURPOSE = b"identity_flask sign-in record v1"
+_RECORD_KEY = "identity_flask.sign_in_record"
+#: What became of a started sign-in, as the record keeps it.
+PENDING, SUPERSEDED, USED = "pending", "superseded", "used"
+
 #: The clock entries are dated by; tests may replace it.
 clock: Callable[[], float] = time.time
 
@@ -62,10 +87,74 @@ def cookie_name(state: str) -> str:
     return COOKIE_PREFIX + hashlib.sha256(state.encode("utf-8", "replace")).hexdigest()[:20]
 
 
-def _fernet(secret: str | bytes) -> Fernet:
+def _fernet(secret: str | bytes, purpose: bytes = _PURPOSE) -> Fernet:
     raw = secret.encode() if isinstance(secret, str) else secret
-    key = hmac.new(raw, _PURPOSE, hashlib.sha256).digest()
+    key = hmac.new(raw, purpose, hashlib.sha256).digest()
     return Fernet(base64.urlsafe_b64encode(key))
+
+
+def _key(state: str) -> str:
+    """How the record names the sign-in started with ``state``: its cookie's digest."""
+    return cookie_name(state)[len(COOKIE_PREFIX) :]
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What a browser's sign-in cookies say about one state: the evidence for a
+    callback that found no sign-in with it (see :meth:`PendingSignIns.trace`)."""
+
+    #: This state's cookie: ``"absent"``, ``"unreadable"`` (it does not decrypt), or
+    #: ``"other"`` (it decrypts, and holds another sign-in).
+    cookie: str
+    #: How many other sign-in cookies came back.
+    other_cookies: int
+    #: Whether any sign-in cookie, or the record, came back.
+    any_cookie: bool
+    #: When the record says the sign-in started, if it knows it.
+    started_at: float | None
+    #: The scheme and host it started on, if the record knows it.
+    started_on: str | None
+    #: ``"pending"``, ``"superseded"`` (dropped for newer ones) or ``"used"``; ``None``
+    #: when the record does not know the state.
+    fate: str | None
+    #: The time the trace was taken, by :data:`clock`.
+    now: float
+
+
+class _Record:
+    """The browser's recent sign-ins, as :data:`RECORD_COOKIE` holds them."""
+
+    def __init__(self, data: Any, now: float, keep_for: float) -> None:
+        #: Started sign-ins by :func:`_key`: ``[started at, origin, fate]``.
+        self.started: dict[str, list[Any]] = {}
+        #: Finished sign-ins: ``[finished at, whether the session of the one before was lost]``.
+        self.finished: list[list[Any]] = []
+        self.changed = False
+        if not isinstance(data, dict):
+            return
+        started, finished = data.get("s"), data.get("f")
+        if isinstance(started, dict):
+            for key, item in started.items():
+                if (
+                    isinstance(item, list)
+                    and len(item) == 3
+                    and isinstance(item[0], (int, float))
+                    and 0 <= now - item[0] < keep_for
+                ):
+                    self.started[str(key)] = item
+        if isinstance(finished, list):
+            self.finished = [
+                item
+                for item in finished
+                if isinstance(item, list)
+                and len(item) == 2
+                and isinstance(item[0], (int, float))
+                and 0 <= now - item[0] < keep_for
+            ]
+
+    def data(self) -> dict[str, Any]:
+        newest = sorted(self.started.items(), key=lambda kv: kv[1][0])[-RECORD_STARTED:]
+        return {"s": dict(newest), "f": self.finished[-RECORD_FINISHED:]}
 
 
 class PendingSignIns:
@@ -98,10 +187,10 @@ class PendingSignIns:
                 f"got {type(fallbacks).__name__}: each character of a string would be a key."
             )
 
-    def _crypto(self) -> MultiFernet:
+    def _crypto(self, purpose: bytes = _PURPOSE) -> MultiFernet:
         config = current_app.config
         secrets = [config["SECRET_KEY"], *(config.get("SECRET_KEY_FALLBACKS") or ())]
-        return MultiFernet([_fernet(s) for s in secrets if s])
+        return MultiFernet([_fernet(s, purpose) for s in secrets if s])
 
     def _decrypt(self, crypto: MultiFernet, raw: str, now: float) -> Entry | None:
         try:
@@ -136,20 +225,25 @@ class PendingSignIns:
         """How many unexpired sign-ins this browser has pending."""
         return len(self.entries())
 
+    @staticmethod
+    def _options() -> dict[str, Any]:
+        """The flags of the extension's cookies: the session cookie's, ``Secure`` over https too."""
+        interface = current_app.session_interface
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        return {
+            "path": interface.get_cookie_path(app),
+            "domain": interface.get_cookie_domain(app),
+            "secure": bool(interface.get_cookie_secure(app) or request.is_secure),
+            "httponly": True,
+            "samesite": interface.get_cookie_samesite(app),
+        }
+
     def _send(self, cookies: dict[str, str | None]) -> None:
         """Set (a value) or delete (``None``) these cookies on the current response."""
 
         @after_this_request
         def set_cookies(response: Response) -> Response:
-            interface = current_app.session_interface
-            app = current_app._get_current_object()  # type: ignore[attr-defined]
-            options: dict[str, Any] = {
-                "path": interface.get_cookie_path(app),
-                "domain": interface.get_cookie_domain(app),
-                "secure": bool(interface.get_cookie_secure(app) or request.is_secure),
-                "httponly": True,
-                "samesite": interface.get_cookie_samesite(app),
-            }
+            options = self._options()
             for name, value in cookies.items():
                 if value is None:
                     response.delete_cookie(name, **options)
@@ -165,6 +259,9 @@ class PendingSignIns:
 
         An entry too large for a cookie (a very long return address) loses its
         return address rather than the sign-in: the user comes back to ``/``.
+        The record notes the sign-in and the ones dropped for it; a sign-in
+        whose cookies cannot reach the redirect URI's host is logged (see
+        :func:`identity_flask.diagnosis.start_warning`).
         """
         now = clock()
         sealed = self._seal({**entry, "created": now})
@@ -181,15 +278,30 @@ class PendingSignIns:
             if name not in live:
                 changes[name] = None  # expired or unreadable
         older = sorted((e["created"], name) for name, e in live.items() if name != cookie_name(state))
-        for _created, name in older[: max(0, len(older) - (self.keep - 1))]:
+        dropped = [name for _created, name in older[: max(0, len(older) - (self.keep - 1))]]
+        for name in dropped:
             changes[name] = None
         self._send(changes)
+
+        origin = diagnosis.request_origin()[:MAX_ORIGIN]
+        record = self._record()
+        for name in dropped:
+            item = record.started.get(name[len(COOKIE_PREFIX) :])
+            if item is not None:
+                item[2] = SUPERSEDED
+        record.started[_key(state)] = [int(now), origin, PENDING]
+        record.changed = True
+        redirect_uri = entry.get("flow", {}).get("redirect_uri")
+        if isinstance(redirect_uri, str):
+            found = diagnosis.start_warning(origin, redirect_uri)
+            if found is not None:
+                diagnosis.report(found, "Sign-in cannot finish")
 
     def take(self, state: str) -> tuple[Entry | None, bool]:
         """Remove and return the sign-in started with ``state``.
 
         :return: ``(entry, expired)``; ``entry`` is ``None`` when this browser
-            has no such sign-in pending.
+            has no such sign-in pending (:meth:`trace` then tells why).
         """
         name = cookie_name(state)
         raw = request.cookies.get(name)
@@ -200,4 +312,87 @@ class PendingSignIns:
         entry = self._decrypt(self._crypto(), raw, now)
         if entry is None or entry.get("flow", {}).get("state") != state:
             return None, False
+        record = self._record()
+        item = record.started.get(_key(state))
+        if item is not None:
+            item[2] = USED
+            record.changed = True
         return entry, now - entry["created"] >= self.ttl
+
+    def trace(self, state: str) -> Trace:
+        """What this browser's cookies say about the sign-in started with ``state``,
+        for a callback that found none (see :func:`identity_flask.diagnosis.unmatched_callback`)."""
+        now = clock()
+        name = cookie_name(state)
+        raw = request.cookies.get(name)
+        cookie = "absent"
+        if raw:
+            entry = self._decrypt(self._crypto(), raw, now)
+            cookie = "unreadable" if entry is None else "other"
+        others = sum(1 for other, _raw in self._cookies() if other != name)
+        item = self._record().started.get(_key(state))
+        return Trace(
+            cookie=cookie,
+            other_cookies=others,
+            any_cookie=bool(raw) or others > 0 or RECORD_COOKIE in request.cookies,
+            started_at=None if item is None else float(item[0]),
+            started_on=None if item is None else str(item[1]),
+            fate=None if item is None else str(item[2]),
+            now=now,
+        )
+
+    def finished(self) -> list[tuple[float, bool]]:
+        """The sign-ins this browser finished lately: how many seconds ago, and whether
+        each found the session of the one before lost (see :meth:`finish`)."""
+        now = clock()
+        return [(now - at, bool(lost)) for at, lost in self._record().finished]
+
+    def finish(self, *, lost: bool) -> None:
+        """Note that this browser finished a sign-in now.
+
+        :param lost: whether its session cookie named a session the store no longer had.
+        """
+        record = self._record()
+        record.finished.append([int(clock()), lost])
+        record.changed = True
+
+    # --- the record ------------------------------------------------------------------------------
+
+    def _record_seconds(self) -> int:
+        return max(RECORD_SECONDS, 2 * self.ttl)
+
+    def _record(self) -> _Record:
+        """The browser's record, read once per request; written back with the response when changed."""
+        # Kept in the request's environ, not in ``g``: an app context (and its ``g``) may
+        # outlive one request, as it does when a test pushes one.
+        record: _Record | None = request.environ.get(_RECORD_KEY)
+        if record is None:
+            now, data = clock(), None
+            raw = request.cookies.get(RECORD_COOKIE)
+            if raw:
+                try:
+                    data = json.loads(zlib.decompress(self._crypto(_RECORD_PURPOSE).decrypt(raw.encode("ascii"))))
+                except (InvalidToken, UnicodeError, zlib.error, ValueError):
+                    logger.info("Ignored a sign-in record cookie that does not decrypt")
+            record = _Record(data, now, self._record_seconds())
+            request.environ[_RECORD_KEY] = record
+            self._write_record_later(record)
+        return record
+
+    def _write_record_later(self, record: _Record) -> None:
+        @after_this_request
+        def write(response: Response) -> Response:
+            if not record.changed:
+                return response
+            data = record.data()
+            sealed = self._seal_record(data)
+            while len(sealed) > MAX_COOKIE_BYTES and data["s"]:
+                # Only a client choosing huge Host headers gets here; it loses the oldest lines.
+                data["s"] = dict(sorted(data["s"].items(), key=lambda kv: kv[1][0])[len(data["s"]) // 2 + 1 :])
+                sealed = self._seal_record(data)
+            response.set_cookie(RECORD_COOKIE, sealed, max_age=self._record_seconds(), **self._options())
+            return response
+
+    def _seal_record(self, data: dict[str, Any]) -> str:
+        crypto = self._crypto(_RECORD_PURPOSE)
+        return crypto.encrypt(zlib.compress(json.dumps(data, separators=(",", ":")).encode())).decode()
