@@ -44,7 +44,7 @@ class AppState:
         #: Where each setting came from: ``"argument"``, ``"IDENTITY_<NAME>"`` or ``"default"``
         #: (recorded by :func:`identity_flask.cli.register`, shown by ``flask identity doctor``).
         self.setting_sources: dict[str, str] = {}
-        self._known: tuple[frozenset[str], frozenset[str], str] | None = None
+        self._known: tuple[frozenset[str], frozenset[str]] | None = None
 
     @property
     def known_scopes(self) -> frozenset[str]:
@@ -61,12 +61,7 @@ class AppState:
         """Every group the app's protected views ask for (memberships of others are not kept)."""
         return self._views()[1]
 
-    @property
-    def known_groups_digest(self) -> str:
-        """:func:`identity_flask.groups.digest` of :attr:`known_groups`."""
-        return self._views()[2]
-
-    def _views(self) -> tuple[frozenset[str], frozenset[str], str]:
+    def _views(self) -> tuple[frozenset[str], frozenset[str]]:
         if self._known is None:
             scopes = set(self.settings.scopes)
             found_groups: set[str] = set()
@@ -79,7 +74,7 @@ class AppState:
                     found_groups.update(_marked(function, VIEW_GROUPS_ATTR))
             if found_groups:
                 scopes.update(groups.graph_scopes(self.settings.graph_endpoint))
-            self._known = (frozenset(scopes), frozenset(found_groups), groups.digest(found_groups))
+            self._known = (frozenset(scopes), frozenset(found_groups))
         return self._known
 
     def authority(self, kind: str) -> Authority | None:

@@ -16,14 +16,14 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import msal
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from . import session_data, tokens
+from . import credentials, diagnosis, session_data, tokens
 from .config import Authority, Settings
 from .errors import ProviderError, ProviderUnavailable, SignInError
 from .redaction import one_line
@@ -232,7 +232,7 @@ class IdentityClient:
                 try:
                     app = msal.ConfidentialClientApplication(
                         self.settings.client_id,
-                        client_credential=self.settings.client_credential,
+                        client_credential=credentials.msal_credential(self.settings.client_credential),
                         token_cache=cache,
                         http_client=self.http,
                         http_cache=self.http_cache,
@@ -322,13 +322,20 @@ class IdentityClient:
                 raise ProviderError("The sign-in service answered with an unreadable id token.") from None
         if "error" in result:
             error = str(result.get("error"))
-            logger.warning("Token endpoint refused the code: %s", one_line(error))
+            found = diagnosis.provider_failure(
+                error, str(result.get("error_description") or ""), redirect_uri=flow.get("redirect_uri")
+            )
+            # The description is not logged: only the code the table knows, with its fix.
+            logger.warning(
+                "Token endpoint refused the code: %s%s", one_line(error), f" {found.log_line()}" if found else ""
+            )
             if error in ("invalid_grant", "invalid_request", "unauthorized_client"):
                 raise SignInError(
                     "The sign-in could not be completed (the code was refused). Please sign in again.",
                     error=error,
+                    diagnosis=found,
                 )
-            raise ProviderError("The sign-in service could not complete the sign-in.", error=error)
+            raise ProviderError("The sign-in service could not complete the sign-in.", error=error, diagnosis=found)
         return result, first_account_id(app)
 
     def silent(self, scopes: Sequence[str], cache: Mapping[str, Any] | None, account_id: str) -> SilentResult:
@@ -509,16 +516,29 @@ class IdentityClient:
             self._end_session_endpoint = str(document.get("end_session_endpoint") or "")
         return self._end_session_endpoint or None
 
-    def logout_url(self, return_to: str) -> str | None:
-        """The provider's sign-out URL that comes back to ``return_to``."""
+    def logout_url(self, return_to: str, logout_hint: str | None = None) -> str | None:
+        """The provider's sign-out URL that comes back to ``return_to``.
+
+        Each value is percent-encoded (spaces as ``%20``, never ``+``). No
+        ``id_token_hint`` is sent: the extension keeps no raw id token.
+
+        :param logout_hint: the user's ``login_hint`` claim: Entra ID and
+            External ID then sign that account out without showing the account
+            picker. Sent to OpenID Connect providers too (RP-Initiated Logout
+            defines it); B2C ignores it, so it is left out there.
+        :return: ``None`` when the provider has no end-session endpoint.
+        """
         endpoint = self.end_session_endpoint()
         if not endpoint:
             return None
+        kind = self.settings.authority.kind
         query = {"post_logout_redirect_uri": return_to}
-        if self.settings.authority.kind == "oidc":
+        if logout_hint and kind != "b2c":
+            query["logout_hint"] = logout_hint
+        if kind == "oidc":
             query["client_id"] = self.settings.client_id
         separator = "&" if "?" in endpoint else "?"
-        return endpoint + separator + urlencode(query)
+        return endpoint + separator + urlencode(query, quote_via=quote)
 
 
 def first_account_id(app: msal.ClientApplication) -> str | None:

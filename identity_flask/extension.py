@@ -7,6 +7,8 @@ import dataclasses
 import functools
 import json
 import logging
+import math
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
@@ -26,9 +28,11 @@ from .errors import (
     ClaimsChallenge,
     ConfigurationError,
     GroupRequired,
+    GroupsUnreadable,
     NotSignedIn,
     RoleRequired,
     TenantNotAllowed,
+    decode_claims,
 )
 from .negotiation import wants_html
 from .pending import PendingSignIns
@@ -60,8 +64,26 @@ class Auth:
 
     :param app: the app, or ``None`` to call :meth:`init_app` later.
     :param client_id: the Application (client) ID of the app registration.
-    :param client_credential: a client secret, or a certificate dict as MSAL
-        takes it (``{"private_key_pfx_path": ..., "passphrase": ...}``, ...).
+    :param client_credential: how the app proves it is the app registration,
+        when not by a certificate file or a managed identity (below): a client
+        secret; a certificate dict as MSAL takes it
+        (``{"private_key_pfx_path": ..., "passphrase": ...}``, ...); or a callable
+        taking no arguments and returning a signed client assertion (a JWT)
+        that a federated identity credential trusts, called whenever MSAL sends
+        a token request, e.g. :func:`~identity_flask.credentials.assertion_from_file` for a
+        Kubernetes workload identity token. Exactly one kind of credential may
+        be set; see the docs page "Credentials".
+    :param client_certificate_path: a certificate instead: a PEM file holding
+        the private key and the certificate, or a PFX (``.pfx``/``.p12``) file.
+        Read and checked at start-up (passphrase, key, expiry); its thumbprint
+        is computed.
+    :param client_certificate_passphrase: the passphrase of that file's key.
+    :param client_certificate_send_x5c: send the certificate with each client
+        assertion (``x5c``), for subject name and issuer authentication.
+    :param managed_identity: an Azure managed identity instead: ``"system"`` or
+        the client id of a user-assigned one. Its token for
+        ``api://AzureADTokenExchange`` is the client assertion, which a
+        federated identity credential of the app registration must trust.
     :param redirect_uri: the registered redirect URI, e.g.
         ``http://localhost:5000/getAToken``; its path becomes the callback
         route, and login and logout are served beside it. A bare path is
@@ -94,6 +116,10 @@ class Auth:
         client_id: str | None = None,
         *,
         client_credential: Any = None,
+        client_certificate_path: str | os.PathLike[str] | None = None,
+        client_certificate_passphrase: str | bytes | None = None,
+        client_certificate_send_x5c: bool | None = None,
+        managed_identity: str | None = None,
         redirect_uri: str | None = None,
         authority: str | None = None,
         oidc_authority: str | None = None,
@@ -112,6 +138,10 @@ class Auth:
         self._given: dict[str, Any] = {
             "client_id": client_id,
             "client_credential": client_credential,
+            "client_certificate_path": client_certificate_path,
+            "client_certificate_passphrase": client_certificate_passphrase,
+            "client_certificate_send_x5c": client_certificate_send_x5c,
+            "managed_identity": managed_identity,
             "redirect_uri": redirect_uri,
             "authority": authority,
             "oidc_authority": oidc_authority,
@@ -344,10 +374,10 @@ class Auth:
         if step_up:
             if not step_up.met_by(user, time.time()):
                 raise _SignInNeeded(scopes, step_up=step_up)
-            session_data.step_up_met(session, step_up.what)
+            session_data.step_up_met(session)
         if roles and not roles.intersection(authorization.roles_of(user)):
             raise RoleRequired("Your account does not have a role this page needs.")
-        if members and not members.intersection(self._memberships(state, user)):
+        if members and not members.intersection(self._memberships(state, user, members)):
             raise GroupRequired("Your account is not a member of a group this page needs.")
         if not scopes:
             return {"user": user}
@@ -356,7 +386,7 @@ class Auth:
             raise _SignInNeeded(scopes)
         return {"user": user, **token}
 
-    def _memberships(self, state: AppState, user: dict[str, Any]) -> frozenset[str]:
+    def _memberships(self, state: AppState, user: dict[str, Any], members: frozenset[str]) -> frozenset[str]:
         """The user's groups: the id token's list, or, past its overage, Microsoft Graph's answer.
 
         :raises _SignInNeeded: no token for Graph can be had without signing in.
@@ -365,8 +395,15 @@ class Auth:
         if listed is not None:
             return listed
         settings = state.settings
+        if settings.authority.kind != "entra":
+            # Only Microsoft Entra's overage is answered by Microsoft Graph; elsewhere the
+            # groups are unknown, and unknown is a refusal.
+            logger.warning("An id token from a %s authority left its groups out; refused", settings.authority.kind)
+            raise GroupsUnreadable("Your group memberships could not be read, so this page cannot let you in.")
+        # The groups of every view found, and this view's (one decorated out of sight of the app's views).
+        among = state.known_groups | members
         who = str(user.get("oid") or user.get("sub"))
-        asked, now = state.known_groups_digest, time.time()
+        asked, now = groups_module.digest(among), time.time()
         held = session_data.cached_groups(session, who, asked, now, settings.groups_cache_seconds)
         if held is not None:
             return held
@@ -375,7 +412,7 @@ class Auth:
         if token is None:
             raise _SignInNeeded(scopes)
         held = groups_module.read_memberships(
-            state.client.http, settings.graph_endpoint, token["access_token"], state.known_groups, settings.timeout
+            state.client.http, settings.graph_endpoint, token["access_token"], among, settings.timeout
         )
         session_data.store_groups(session, who, asked, held, now)
         logger.info("Read group memberships from Microsoft Graph (the id token carried the overage marker)")
@@ -386,7 +423,9 @@ class Auth:
         if not wants_html():
             raise NotSignedIn("This resource needs a recent or stronger sign-in.", error="interaction_required")
         user = session_data.get_user(session) or {}
-        if session_data.step_up_looped(session, step_up.what, user):
+        claims = step_up.claims(user)
+        name = session_data.step_up_name(step_up.max_age, decode_claims(claims) if claims else None)
+        if session_data.step_up_answered(session, name, user):
             logger.warning(
                 "The provider answered a step-up sign-in (%s) without meeting it; for max_age, the id token "
                 "needs auth_time (on Entra ID: the optional claim auth_time)",
@@ -400,7 +439,7 @@ class Auth:
         login = current_app_state().login_url(
             next_url=current_path(),
             scopes=scopes,
-            claims=step_up.claims(),
+            claims=claims,
             options={**options, "max_age": step_up.max_age},
         )
         return redirect(login)
@@ -548,17 +587,20 @@ class _StepUp:
         """Whether the sign-in behind ``user`` (its id token claims) meets what is asked."""
         if self.max_age is not None:
             auth_time = user.get("auth_time")
-            if not isinstance(auth_time, (int, float)) or isinstance(auth_time, bool):
+            if not isinstance(auth_time, (int, float)) or isinstance(auth_time, bool) or not math.isfinite(auth_time):
                 return False
-            if now - auth_time > self.max_age + STEP_UP_LEEWAY:
+            if not -STEP_UP_LEEWAY <= now - auth_time <= self.max_age + STEP_UP_LEEWAY:
                 return False
         return set(self.acrs) <= sign_in_options.acrs_of(user)
 
-    def claims(self) -> str | None:
-        """The claims request for the authentication contexts, base64 of its JSON, if any are asked."""
-        if not self.acrs:
+    def claims(self, user: Mapping[str, Any]) -> str | None:
+        """The claims request for the first authentication context ``user``'s sign-in does not
+        meet (one at a time: a request naming several asks for any one of them), base64 of its
+        JSON; ``None`` when none is missing."""
+        missing = sorted(set(self.acrs) - sign_in_options.acrs_of(user))
+        if not missing:
             return None
-        text = json.dumps(sign_in_options.acrs_request(self.acrs), separators=(",", ":"))
+        text = json.dumps(sign_in_options.acrs_request(missing[:1]), separators=(",", ":"))
         return base64.b64encode(text.encode()).decode()
 
 

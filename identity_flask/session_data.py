@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from .tokens import Cache
@@ -28,7 +28,7 @@ CACHE_KEY = "_identity_token_cache"
 CLAIMS_KEY = "_identity_claims"
 #: Group memberships read from Microsoft Graph: who, when, for which groups, and the ones held.
 GROUPS_KEY = "_identity_groups"
-#: The last step-up sign-in a view asked for: "<what> <time>", for the loop check.
+#: The last step-up sign-in started: "<what it asked> <its nonce, hashed>", for the loop check.
 STEP_UP_KEY = "_identity_step_up"
 KEYS = (USER_KEY, ACCOUNT_KEY, CACHE_KEY, CLAIMS_KEY, GROUPS_KEY, STEP_UP_KEY)
 #: Seconds within which the same claims challenge on the same page counts as a loop.
@@ -83,41 +83,42 @@ def note_claims_sign_in(session: Session, page: str, claims: str, now: float) ->
     return True
 
 
-def step_up_looped(session: Session, what: str, user: dict[str, Any]) -> bool:
-    """Whether the user signed in again for ``what`` and still does not meet it.
+def step_up_name(max_age: int | None, claims: str | None) -> str:
+    """A short name for what a step-up sign-in asks: its ``max_age`` and claims request (JSON text)."""
+    asked = hashlib.sha256((claims or "").encode()).hexdigest()[:16] if claims else "-"
+    return f"{max_age if max_age is not None else '-'}/{asked}"
 
-    ``True`` when a step-up for ``what`` was asked while the user held one id
-    token, and they now hold another: the provider answered and did not do
-    what was asked. The record is then dropped, so a later visit asks again.
-    Otherwise records the step-up about to be asked and returns ``False``.
 
-    :param what: what the view asks, e.g. ``"max_age=300"`` or ``"acrs=c1"``.
-    :param user: the claims of the user's id token now.
+def note_step_up(session: Session, name: str, nonce: str) -> None:
+    """Record that the sign-in being started, whose request carries ``nonce``, is a step-up for ``name``."""
+    session[STEP_UP_KEY] = f"{name} {_short(nonce)}"
+
+
+def step_up_answered(session: Session, name: str, user: dict[str, Any]) -> bool:
+    """Whether the user's current sign-in is the step-up for ``name`` recorded by :func:`note_step_up`.
+
+    When it is, and a view still finds it unmet, the provider answered without
+    doing what was asked: the record is dropped (a later visit asks again) and
+    ``True`` returned. The id token's ``nonce`` names its sign-in.
     """
-    token = _sign_in_of(user)
     last = session.get(STEP_UP_KEY)
-    if isinstance(last, str):
-        asked, _, before = last.rpartition(" ")
-        if asked == what and before != token:
-            del session[STEP_UP_KEY]
-            return True
-    session[STEP_UP_KEY] = f"{what} {token}"
-    return False
+    nonce = user.get("nonce")
+    if not (isinstance(last, str) and isinstance(nonce, str) and nonce):
+        return False
+    if last != f"{name} {_short(nonce)}":
+        return False
+    del session[STEP_UP_KEY]
+    return True
 
 
-def _sign_in_of(user: dict[str, Any]) -> str:
-    """A short name for the sign-in behind ``user``: its id token's ``nonce`` (new at every
-    sign-in), else its ``iat``."""
-    mark = user.get("nonce")
-    if not isinstance(mark, str) or not mark:
-        mark = str(user.get("iat"))
-    return hashlib.sha256(mark.encode()).hexdigest()[:16]
+def _short(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def step_up_met(session: Session, what: str) -> None:
-    """Forget the step-up asked for ``what``, now met (writes only when one was recorded)."""
-    last = session.get(STEP_UP_KEY)
-    if isinstance(last, str) and last.rpartition(" ")[0] == what:
+def step_up_met(session: Session) -> None:
+    """Forget a recorded step-up once a view found the user's sign-in meets what it asks
+    (writes only when one was recorded)."""
+    if STEP_UP_KEY in session:
         del session[STEP_UP_KEY]
 
 
@@ -157,3 +158,30 @@ def sign_in(session: Session, claims: dict[str, Any], account_id: str | None, ca
 def sign_out(session: Session) -> None:
     """Forget everything: user, token cache and the app's own keys."""
     session.clear()
+
+
+#: The longest ``login_hint`` claim sent back as ``logout_hint`` (Entra's are far shorter).
+MAX_LOGOUT_HINT = 2048
+
+
+def logout_hint(session: Mapping[str, Any]) -> str | None:
+    """The signed-in user's ``login_hint`` claim (Entra's optional claim), to send back
+    to the provider as ``logout_hint`` at sign-out; ``None`` without one."""
+    user = session.get(USER_KEY)
+    hint = user.get("login_hint") if isinstance(user, dict) else None
+    return hint if isinstance(hint, str) and 0 < len(hint) <= MAX_LOGOUT_HINT else None
+
+
+def provider_session(session: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The issuer (``iss``) and session id (``sid``) of the provider session the signed-in
+    user's id token came from, or ``None`` when it named none.
+
+    :param session: a session, or a session's data as its store holds it.
+    """
+    user = session.get(USER_KEY)
+    if not isinstance(user, dict):
+        return None
+    issuer, sid = user.get("iss"), user.get("sid")
+    if not isinstance(issuer, str) or not isinstance(sid, str) or not issuer or not sid:
+        return None
+    return issuer, sid

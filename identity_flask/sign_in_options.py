@@ -31,10 +31,18 @@ _AUTH_CONTEXT = re.compile(r"c[1-9][0-9]?")
 
 #: The longest ``max_age`` accepted: a year, in seconds.
 MAX_MAX_AGE = 365 * 24 * 3600
+_SECONDS = re.compile(r"[0-9]{1,9}")
 
 
 class BadOption(ValueError):
-    """An option's value is not one the provider may be sent; the message says why."""
+    """An option's value is not one the provider may be sent; the message says why.
+
+    :param option: the option's name, for messages that do not repeat the value.
+    """
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 def prompt(value: Any) -> str | None:
@@ -45,7 +53,7 @@ def prompt(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if value not in PROMPTS:
-        raise BadOption(f"prompt must be one of {', '.join(PROMPTS)}, got {value!r}")
+        raise BadOption("prompt", f"prompt must be one of {', '.join(PROMPTS)}, got {value!r}")
     return str(value)
 
 
@@ -57,7 +65,7 @@ def login_hint(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > MAX_LOGIN_HINT or not value.isprintable() or value != value.strip():
-        raise BadOption(f"login_hint must be an account name of at most {MAX_LOGIN_HINT} printable characters")
+        raise BadOption("login_hint", f"login_hint must be an account name of at most {MAX_LOGIN_HINT} characters")
     return value
 
 
@@ -70,7 +78,7 @@ def domain_hint(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or not _DOMAIN.fullmatch(value):
-        raise BadOption("domain_hint must be a domain name such as contoso.com, or organizations or consumers")
+        raise BadOption("domain_hint", "domain_hint must be a domain name such as contoso.com")
     return value.lower()
 
 
@@ -81,10 +89,10 @@ def max_age(value: Any) -> int | None:
     """
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.isdecimal():
+    if isinstance(value, str) and _SECONDS.fullmatch(value):
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_MAX_AGE:
-        raise BadOption(f"max_age must be a whole number of seconds from 0 to {MAX_MAX_AGE}, got {value!r}")
+        raise BadOption("max_age", f"max_age must be a whole number of seconds from 0 to {MAX_MAX_AGE}, got {value!r}")
     return value
 
 
@@ -97,7 +105,7 @@ def auth_contexts(value: Any) -> tuple[str, ...]:
         return ()
     values = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, Iterable) else (value,)
     if not all(isinstance(v, str) and _AUTH_CONTEXT.fullmatch(v) for v in values):
-        raise BadOption(f"acrs must hold authentication context ids c1 to c99, got {value!r}")
+        raise BadOption("acrs", f"acrs must hold authentication context ids c1 to c99, got {value!r}")
     return tuple(sorted(set(values)))
 
 

@@ -12,16 +12,24 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from flask import Blueprint, current_app, redirect, render_template, request, session
 from werkzeug.wrappers import Response
 
-from . import authorization, session_data, sign_in_options, signals, tokens
+from . import authorization, diagnosis, frontchannel, groups, session_data, sign_in_options, signals, tokens
 from .app_state import FLOW_KINDS, AppState, current_app_state
 from .client import TokenCache
 from .config import Settings
-from .errors import AccessDenied, IdentityError, ProviderError, ProviderUnavailable, SignInError, decode_claims
+from .errors import (
+    AccessDenied,
+    IdentityError,
+    ProviderError,
+    ProviderUnavailable,
+    SignInError,
+    SignInLoop,
+    decode_claims,
+)
 from .redaction import one_line
 from .redirects import safe_next
 from .session_store import regenerate
@@ -30,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 #: B2C's answer when the user chose "Forgot your password?".
 B2C_FORGOT_PASSWORD = "AADB2C90118"
+
+_EXPIRED = "The sign-in took too long and has expired. Please sign in again."
 
 
 def make_blueprint(settings: Settings) -> Blueprint:
@@ -42,6 +52,8 @@ def make_blueprint(settings: Settings) -> Blueprint:
     callback_method = "POST" if settings.response_mode == "form_post" else "GET"
     bp.add_url_rule(settings.redirect_path, "auth_response", auth_response, methods=[callback_method])
     bp.add_url_rule(f"{prefix}/logout", "logout", logout, methods=["GET", "POST"])
+    bp.add_url_rule(f"{prefix}/frontchannel-logout", "frontchannel_logout", frontchannel_logout, methods=["GET"])
+    bp.record_once(lambda setup: frontchannel.check_store(setup.app))  # says so if it cannot work
     return bp
 
 
@@ -71,6 +83,10 @@ def _start(
         domain_hint=(domain_hint or settings.domain_hint) if sign_in else None,
         max_age=max_age if sign_in else None,
     )
+    if sign_in and (max_age is not None or claims):
+        # A step-up: the view that asked checks whether this very sign-in came back unmet.
+        sent = parse_qs(urlsplit(flow["auth_uri"]).query).get("nonce", [""])[0]
+        session_data.note_step_up(session, session_data.step_up_name(max_age, claims), sent)
     entry = {
         "flow": {k: v for k, v in flow.items() if k != "auth_uri"},
         "next": next_url,
@@ -96,7 +112,9 @@ def login() -> Response:
     if kind not in FLOW_KINDS or state.authority(kind) is None:
         raise SignInError(f"This app has no {kind.replace('_', ' ')} flow configured.")
     scopes = request.args.get("scopes", "").split()
-    unknown = [s for s in scopes if s not in state.known_scopes]
+    # Graph's scope for group memberships is asked by the extension itself, whichever views it found.
+    graph = groups.graph_scopes(state.settings.graph_endpoint)
+    unknown = [s for s in scopes if s not in state.known_scopes and s not in graph]
     if unknown:
         raise SignInError("The sign-in asked for scopes this app does not use.", error="invalid_scope")
     try:
@@ -105,7 +123,9 @@ def login() -> Response:
         domain_hint = sign_in_options.domain_hint(request.args.get("domain_hint"))
         max_age = sign_in_options.max_age(request.args.get("max_age"))
     except sign_in_options.BadOption as exc:
-        raise SignInError(f"The sign-in link is not valid: {exc}.", error="invalid_request") from None
+        # The message names the option, not the value: a link's text is not echoed on this site.
+        message = f"The sign-in link is not valid: its {exc.option} cannot be sent."
+        raise SignInError(message, error="invalid_request") from None
     claims = None
     if "claims" in request.args:
         claims = decode_claims(request.args["claims"])
@@ -130,15 +150,22 @@ def _provider_error(state: AppState, params: Any, entry: dict[str, Any]) -> Resp
     if B2C_FORGOT_PASSWORD in description and state.settings.reset_password_authority is not None:
         logger.info("B2C user asked to reset their password")
         return _start(state, "reset_password", entry.get("next", "/"), [], None)
-    logger.warning("Provider answered the sign-in with %s: %s", one_line(error), one_line(description))
+    redirect_uri = entry.get("flow", {}).get("redirect_uri")
+    found = diagnosis.provider_failure(error, description, redirect_uri=redirect_uri)
+    logger.warning(
+        "Provider answered the sign-in with %s: %s%s",
+        one_line(error),
+        one_line(description),
+        f" {found.log_line()}" if found is not None else "",
+    )
     shown = description[:1000] or None
     if error == "access_denied":
-        raise AccessDenied(shown or "The sign-in was cancelled.")
+        raise AccessDenied(shown or "The sign-in was cancelled.", diagnosis=found)
     if error == "temporarily_unavailable":
-        raise ProviderUnavailable(shown, error=error)
+        raise ProviderUnavailable(shown, error=error, diagnosis=found)
     if error == "server_error":
-        raise ProviderError(shown, error=error)
-    raise SignInError(shown or "The sign-in service refused the sign-in.", error=error)
+        raise ProviderError(shown, error=error, diagnosis=found)
+    raise SignInError(shown or "The sign-in service refused the sign-in.", error=error, diagnosis=found)
 
 
 def auth_response() -> Response:
@@ -173,20 +200,44 @@ def no_store_after_callback(redirect_path: str) -> Callable[[Response], Response
 def _finish(state: AppState, settings: Settings, params: Any) -> Response:
     state_value = params.get("state")
     if not state_value:
-        raise SignInError("The sign-in response is missing its state. Please sign in again.")
+        found = diagnosis.diagnose("no_state")
+        diagnosis.report(found)
+        raise SignInError("The sign-in response is missing its state. Please sign in again.", diagnosis=found)
     entry, expired = state.pending.take(state_value)
     if entry is None:
+        found = diagnosis.unmatched_callback(
+            state.pending.trace(state_value),
+            redirect_uri=state.redirect_uri(),
+            ttl=settings.sign_in_timeout,
+            keep=settings.max_pending_sign_ins,
+        )
+        diagnosis.report(found)
+        if found.code == "expired":
+            raise SignInError(_EXPIRED, error="expired", diagnosis=found)
         raise SignInError(
             "This sign-in response does not match a sign-in started in this browser, "
             "or it was already used. Please sign in again.",
             error="invalid_state",
+            diagnosis=found,
         )
     if expired:
-        raise SignInError("The sign-in took too long and has expired. Please sign in again.", error="expired")
+        found = diagnosis.diagnose("expired", f"IDENTITY_SIGN_IN_TIMEOUT is {settings.sign_in_timeout} s.")
+        diagnosis.report(found)
+        raise SignInError(_EXPIRED, error="expired", diagnosis=found)
     if params.get("error"):
         return _provider_error(state, params, entry)
     if not params.get("code"):
         raise SignInError("The sign-in response carries no authorization code.")
+    # The pending cookies outlive a store that loses sessions: they count the round trips.
+    lost = diagnosis.session_kept() is False
+    repeated = diagnosis.repeated_sign_in(state.pending.finished(), lost=lost)
+    if repeated is not None:
+        diagnosis.report(repeated, "Sign-in repeated")
+        if repeated.code == "login_loop":
+            raise SignInLoop(
+                "Signing in did not last and kept starting over, so it was stopped. Please try again later.",
+                diagnosis=repeated,
+            )
 
     kind = entry.get("kind", "sign_in")
     cache = TokenCache()
@@ -212,6 +263,8 @@ def _finish(state: AppState, settings: Settings, params: Any) -> Response:
 
     session_data.sign_in(session, claims, account_id, new_cache)
     regenerate(current_app, session)
+    frontchannel.remember(current_app, session, settings.authority.kind)  # for front-channel logout
+    state.pending.finish(lost=lost)
     logger.info("Signed in %s", claims.get("oid") or claims.get("sub"))
     signals.signed_in.send(current_app._get_current_object(), user=claims)  # type: ignore[attr-defined]
     return redirect(safe_next(entry.get("next")))
@@ -242,7 +295,10 @@ def logout() -> Response | str:
     """Forget the user here, then sign them out at the provider and come back.
 
     A GET from another site only shows a confirmation button, so no page
-    elsewhere can sign the user out behind their back.
+    elsewhere can sign the user out behind their back. The provider is sent the
+    user's ``login_hint`` claim as ``logout_hint`` when the id token had one (on
+    Entra ID, the optional claim ``login_hint``), so it signs that account out
+    without showing its account picker.
     """
     state = current_app_state()
     if not _same_origin(state.origin()):
@@ -252,12 +308,47 @@ def logout() -> Response | str:
             raise SignInError("Sign-out requests must come from this site.", error="invalid_request")
         return render_template("identity/logout.html")
     user = session_data.get_user(session)
+    # Read before the session is cleared: the provider signs this account out without
+    # showing its account picker.
+    hint = session_data.logout_hint(session)
+    frontchannel.forget(current_app, session, state.settings.authority.kind)
     session_data.sign_out(session)
     signals.signed_out.send(current_app._get_current_object(), user=user)  # type: ignore[attr-defined]
     return_to = state.post_logout_url()
     try:
-        target = state.client.logout_url(return_to)
+        target = state.client.logout_url(return_to, logout_hint=hint)
     except (ProviderUnavailable, ProviderError) as exc:
         logger.warning("Signed out here only; the provider's sign-out address is unknown: %s", exc.error)
         target = None  # signed out here; the provider's session is left to expire
     return redirect(target or return_to)
+
+
+def frontchannel_logout() -> Response:
+    """The front-channel logout URL: the provider loads it in a hidden frame when the
+    user signs out there, with ``iss`` and ``sid`` (see :mod:`identity_flask.frontchannel`).
+
+    Ends the sessions signed in from that provider session, found without the
+    browser's cookie, and no other. Not a sign-out the user asks for, so neither
+    the same-site check of :func:`logout` nor CSRF applies: the ``sid``, held by
+    the provider and the user's id token, is what protects it. The answer says
+    nothing of what was found: 200 with an empty body whether a session ended
+    or not; 400 only for a request of the wrong shape. It is never cached, and
+    the extension does not forbid framing it (an app that sends
+    ``X-Frame-Options`` must leave this path out).
+    """
+    kind = current_app_state().settings.authority.kind
+    answer: Response
+    try:
+        issuer, sid = frontchannel.parse(request.args, kind)
+    except frontchannel.BadRequest as exc:
+        logger.info("Refused a front-channel sign-out request: %s", exc)
+        error = SignInError(str(exc), error="invalid_request")
+        error.title = "Sign-out failed"
+        answer = error.get_response()  # type: ignore[assignment]
+    else:
+        ended = frontchannel.end(current_app, issuer, sid, kind)
+        logger.info("Front-channel sign-out from the provider ended %d session(s)", ended)
+        answer = Response(b"", 200, content_type="text/plain; charset=utf-8")
+    answer.headers["Cache-Control"] = "no-cache, no-store"  # as Front-Channel Logout 1.0 asks
+    answer.headers["Pragma"] = "no-cache"
+    return answer

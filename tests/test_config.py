@@ -276,6 +276,7 @@ def test_routes_sit_beside_the_redirect_path(tmp_path: Path) -> None:
         "identity.login": "/auth/login",
         "identity.auth_response": "/auth/redirect",
         "identity.logout": "/auth/logout",
+        "identity.frontchannel_logout": "/auth/frontchannel-logout",
     }
     assert app.config["SESSION_COOKIE_SECURE"] is True
 

@@ -16,6 +16,7 @@ import pytest
 from conftest import SignIn, session_cookie, stored_session
 from flask import Flask
 from flask.testing import FlaskClient
+from flask.views import MethodView
 from localidp import GRAPH_PAGE_SIZE, LocalProvider, group_id
 
 from identity_flask import Auth, ConfigurationError
@@ -264,6 +265,43 @@ def test_parallel_first_requests_of_an_overage_user_all_get_the_same_answer(
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(visit, ["/last", "/nobody"] * 4))
     assert answers == [200, 403] * 4
+
+
+def test_a_view_decorated_out_of_sight_of_the_apps_views_is_answered_from_graph_too(
+    make_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider
+) -> None:
+    """A class-based view whose decorators are applied per request (``method_decorators``)."""
+    app = make_app(graph_endpoint=idp.graph_endpoint)
+    auth: Auth = app.extensions["test_auth"]
+
+    class Resource(MethodView):
+        def dispatch_request(self, **kwargs: Any) -> Any:
+            guarded = auth.login_required(groups=[group_id(249)])(lambda *, context: "resource")
+            return guarded(**kwargs)
+
+    app.add_url_rule("/resource", view_func=Resource.as_view("resource"))
+    client = signed_in(app, sign_in, unique("groups-250"))
+    assert client.get("/resource").text == "resource"
+
+
+def test_an_overage_marker_from_another_kind_of_provider_is_a_refusal_without_graph(
+    make_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider
+) -> None:
+    """Only Microsoft Entra's overage is answered by Microsoft Graph; a generic OpenID provider's
+    distributed claims are not followed, and no token for Graph is asked of it."""
+    app = make_app(authority=None, oidc_authority=idp.oidc_authority, graph_endpoint=idp.graph_endpoint)
+    auth: Auth = app.extensions["test_auth"]
+
+    @app.route("/members")
+    @auth.login_required(groups=[group_id(1)])
+    def members(*, context: dict[str, Any]) -> str:
+        return "members"
+
+    client = signed_in(app, sign_in, unique("groups-250"))
+    idp.log(clear=True)
+    assert client.get("/members").status_code == 403
+    assert graph_reads(idp) == 0
+    assert not any(entry["path"].endswith("/token") for entry in idp.log())
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,8 @@ def test_without_options_none_is_sent(app: Flask, sign_in: SignIn) -> None:
         {"max_age": "-1"},
         {"max_age": "1e9"},
         {"max_age": "99999999999"},
+        {"max_age": "9" * 5000},
+        {"max_age": "\u0661\u0662\u0663"},
     ],
     ids=lambda a: f"{next(iter(a))}={next(iter(a.values()))[:20]!r}",
 )

@@ -25,8 +25,12 @@
 //                             then answer `status` with an injected JSON error (0: answer as usual);
 //                             with "body" (and "contentType", default text/html) they answer that
 //                             body instead, with `status` or 200, e.g. an HTML page for a JSON endpoint
+//                             with "redirectError" ({"error", "error_description"}) on the authorize
+//                             path they send the browser back to the app with that error instead
 //   DELETE /__fault           clears every fault
 //   POST /__revoke            drops every refresh token (as if they had expired)
+//   /__frontchannel           front-channel logout: POST ?register {"client_id", "uris"}; GET the URLs
+//                             loaded so far (POST reads and clears); DELETE forgets both (see frontchannelPage)
 //   POST /__keys/rotate       a new signing key signs everything from then on; older keys stay in
 //                             jwks_uri. Answers {kid (signing now), kids (published)}; GET only reports
 //   POST /__mint              {"claims": {...}, "header": {...}, "kid": "local-key-1"} -> {"token": JWT}
@@ -46,6 +50,10 @@
 //     A client without redirect_uris is a daemon: no sign-in, only client credentials and OBO.
 //   GET <origin>/organizations/v2.0/.well-known/openid-configuration (and /common/...): the
 //     tenant's discovery document with Entra's multi-tenant issuer <origin>/{tenantid}/v2.0.
+//
+// Client credentials other than secrets (see "Client credentials" below): a client's
+// `certificates` (private_key_jwt, with `require_x5c` for subject name and issuer trust) or
+// `federated_credentials`, trusting the JWTs of the config's `federated_issuers`.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -102,7 +110,17 @@ function claimsFor(login) {
     ...(cfg.users[login] || {}),
     ...groupClaims(login, { users: cfg.users, tid: cfg.tid, oid }),
     ...(acrsByAccount.has(login) ? { acrs: [...acrsByAccount.get(login)] } : {}),
+    ...loginHintClaim(login),
   };
+}
+
+// ---- Sign-out: Entra's login_hint optional claim ----
+// Every id token carries `login_hint`, an opaque value as Entra's optional claim (the app sends it
+// back as `logout_hint`), except for logins starting "nohint-" (an app registration without the
+// optional claim). Id tokens also carry `sid` (see includeSid in mountProvider).
+function loginHintClaim(login) {
+  if (login.startsWith('nohint-')) return {};
+  return { login_hint: crypto.createHash('sha256').update(`login_hint:${login}`).digest('base64url') };
 }
 
 // ---- Step-up (Entra's authentication contexts) ----
@@ -135,6 +153,9 @@ class MemoryAdapter {
   key(id) { return `${this.model}:${id}`; }
 
   async upsert(id, payload, expiresIn) {
+    // No replay records: MSAL reuses a certificate's client assertion for about nine minutes, which
+    // Entra accepts until it expires (see "Client credentials").
+    if (this.model === 'ReplayDetection') return;
     const expiresAt = expiresIn ? Date.now() + expiresIn * 1000 : Infinity;
     records.set(this.key(id), { value: payload, expiresAt });
     if (payload.grantId) {
@@ -402,6 +423,7 @@ const servicePrincipalOf = (clientId) => clientsById.get(clientId)?.service_prin
 // How the client authenticated, as azpacr/appidacr say it: 0 public, 1 secret, 2 certificate.
 function authenticatedBy(client) {
   if (client.clientAuthMethod === 'none') return '0';
+  if (federated.has(client.clientId)) return '2'; // a federated credential (see "Client credentials")
   return client.clientAuthMethod === 'private_key_jwt' ? '2' : '1';
 }
 
@@ -522,9 +544,180 @@ async function onBehalfOfGrant(ctx, next) {
   await next();
 }
 
+// ---- Front-channel logout (OpenID Connect Front-Channel Logout 1.0; oidc-provider 8 dropped it) ----
+// A client's front-channel logout URLs come from its config key `frontchannel_logout_uris`, or from
+// POST /__frontchannel {"client_id", "uris"} (DELETE /__frontchannel forgets those and the log).
+// When a browser's session ends at the end-session endpoint, the provider answers not with the
+// redirect but with a page that loads, in hidden iframes, each such URL of every client signed in
+// in that session, with `iss` and the client's `sid` (as in its id tokens), then follows the
+// redirect. GET /__frontchannel lists the URLs loaded so far (POST reads and clears).
+const frontchannelUris = new Map(cfg.clients.filter((c) => c.frontchannel_logout_uris)
+  .map((c) => [c.client_id, c.frontchannel_logout_uris]));
+const frontchannelLoaded = [];
+const frontchannelBySecret = new Map(); // the end-session form's xsrf secret -> URLs to load
+
+// From logoutSource: the session is about to end; note the URLs its clients must be sent.
+function noteFrontchannel(ctx, issuer) {
+  const { session } = ctx.oidc;
+  const urls = [];
+  for (const clientId of Object.keys(session.authorizations || {})) {
+    const sid = session.sidFor(clientId);
+    for (const uri of (sid && frontchannelUris.get(clientId)) || []) {
+      const url = new URL(uri);
+      url.searchParams.set('iss', issuer);
+      url.searchParams.set('sid', sid);
+      urls.push(url.href);
+    }
+  }
+  if (urls.length && session.state?.secret) frontchannelBySecret.set(session.state.secret, urls);
+}
+
+// After the end-session confirmation answered with its redirect: the page of iframes instead.
+function frontchannelPage(ctx) {
+  const secret = ctx.oidc?.params?.xsrf;
+  const urls = secret && frontchannelBySecret.get(secret);
+  if (!urls || ctx.status !== 303) return;
+  frontchannelBySecret.delete(secret);
+  frontchannelLoaded.push(...urls.map((url) => ({ t: Date.now(), url })));
+  const next = ctx.response.get('location');
+  const nextJs = JSON.stringify(next).replace(/</g, '\\u003c');
+  ctx.remove('location');
+  ctx.status = 200;
+  ctx.type = 'html';
+  ctx.body = `<!DOCTYPE html><html><head><title>Signing out</title>
+<script>let left = ${urls.length}; const go = () => window.location.replace(${nextJs});
+function loaded() { left -= 1; if (left === 0) go(); } setTimeout(go, 5000);</script></head>
+<body><p>Signing you out of your apps.</p>
+${urls.map((u) => `<iframe class="frontchannel" src="${escapeHtml(u)}" style="display:none" onload="loaded()"></iframe>`).join('\n')}
+<p><a id="continue" href="${escapeHtml(next)}">Continue</a></p></body></html>`;
+}
+
+// ---- Client credentials: certificates (private_key_jwt) and federated identity credentials ----
+// On a client of the config:
+//   certificates: [PEM text or file path]  it authenticates with a client assertion signed by a
+//     certificate's key (private_key_jwt), as MSAL sends one for a certificate credential: RS256
+//     with x5t (the SHA-1 thumbprint) or PS256 with x5t#S256. The thumbprint must name one of its
+//     certificates, as Entra checks it even when the key is right (AADSTS700027).
+//   require_x5c: true  the certificate is trusted by subject name and issuer: the assertion must
+//     also carry it in x5c (MSAL's public_certificate), and it must be one of `certificates`.
+//   federated_credentials: [{issuer, subject, audience?}]  it authenticates with a JWT of another
+//     issuer (a managed identity, a Kubernetes service account), as Entra trusts a federated
+//     identity credential: issuer, subject and audience (default api://AzureADTokenExchange) must
+//     match one entry (AADSTS700211, 700213, 700212), and the JWT must be unexpired and signed RS256
+//     by one of that issuer's keys, which the config lists as federated_issuers:
+//     [{issuer, keys: [public JWK with kid]}] (AADSTS700024).
+// A client has certificates or federated credentials, not both; either makes its azpacr "2".
+const certificatePrints = new Map(); // client_id -> Set of its x5t and x5t#S256 (base64url, unpadded)
+function certificateJwk(clientId, pemOrPath) {
+  const pem = pemOrPath.includes('-----BEGIN') ? pemOrPath : fs.readFileSync(pemOrPath, 'utf8');
+  const cert = new crypto.X509Certificate(pem);
+  const x5t = crypto.createHash('sha1').update(cert.raw).digest('base64url');
+  const x5tS256 = crypto.createHash('sha256').update(cert.raw).digest('base64url');
+  if (!certificatePrints.has(clientId)) certificatePrints.set(clientId, new Set());
+  certificatePrints.get(clientId).add(x5t).add(x5tS256);
+  // No alg: one client sees RS256 and PS256. MSAL sends no kid, so oidc-provider tries each key of
+  // the client; checkClientCertificate looks at the thumbprint.
+  return { ...cert.publicKey.export({ format: 'jwk' }), use: 'sig', kid: x5t };
+}
+
+// oidc-provider's assertJwtClientAuthClaimsAndHeader: what Entra checks beyond the signature.
+async function checkClientCertificate(ctx, claims, header, client) {
+  const prints = certificatePrints.get(client.clientId);
+  if (!prints) return;
+  const unpadded = (value) => (typeof value === 'string' ? value.replace(/=+$/, '') : value);
+  if (!prints.has(unpadded(header.x5t)) && !prints.has(unpadded(header['x5t#S256']))) {
+    throw entraError('invalid_client', 'AADSTS700027: The certificate with the identifier used to sign the client '
+      + `assertion is not registered on application ${client.clientId}.`);
+  }
+  if (clientsById.get(client.clientId)?.require_x5c) {
+    const first = Array.isArray(header.x5c) ? header.x5c[0] : undefined;
+    const sent = typeof first === 'string'
+      && crypto.createHash('sha256').update(Buffer.from(first, 'base64')).digest('base64url');
+    if (!sent || !prints.has(sent)) {
+      throw entraError('invalid_client', `AADSTS700027: Application ${client.clientId} trusts its certificate by `
+        + 'subject name and issuer: the client assertion must carry the certificate (x5c).');
+    }
+  }
+}
+
+const federatedIssuers = new Map((cfg.federated_issuers || []).map((entry) => [entry.issuer, entry.keys || []]));
+const federated = new Map(cfg.clients.filter((c) => c.federated_credentials).map((c) => [c.client_id, {
+  secret: crypto.randomBytes(24).toString('base64url'), // known to no one: the assertion stands in for it
+  credentials: c.federated_credentials.map((f) => ({ audience: 'api://AzureADTokenExchange', ...f })),
+}]));
+
+// The claims of `token`, an RS256 JWT signed by one of `keys` (picked by kid), within nbf and exp.
+function verifyFederatedJwt(token, keys) {
+  const [header64, payload64, signature64, more] = token.split('.');
+  if (!signature64 || more !== undefined) throw new Error('not a signed JWT');
+  const header = JSON.parse(Buffer.from(header64, 'base64url').toString());
+  const payload = JSON.parse(Buffer.from(payload64, 'base64url').toString());
+  const key = keys.find((k) => k.kid === header.kid);
+  if (header.alg !== 'RS256' || !key) throw new Error(`not signed by a key of the issuer (alg ${header.alg}, kid ${header.kid})`);
+  const signed = Buffer.from(`${header64}.${payload64}`);
+  if (!crypto.verify('sha256', signed, crypto.createPublicKey({ key, format: 'jwk' }), Buffer.from(signature64, 'base64url'))) {
+    throw new Error('bad signature');
+  }
+  const now = Math.floor(Date.now() / 1000);
+  if (!(payload.exp > now)) throw new Error('the assertion has expired');
+  if (payload.nbf > now) throw new Error('the assertion is not yet valid');
+  return payload;
+}
+
+// A token request of a client with federated credentials: its client_assertion is checked here and
+// swapped for the client's own secret (oidc-provider would read the client id from the assertion's
+// sub, the managed identity). Returns why the assertion is refused, or undefined.
+function federatedClientAuth(body) {
+  const fic = federated.get(body.get('client_id'));
+  if (!fic || !body.has('client_assertion')) return undefined;
+  const assertion = body.get('client_assertion');
+  let claims;
+  try {
+    claims = JSON.parse(Buffer.from(assertion.split('.')[1], 'base64url').toString());
+  } catch {
+    return 'AADSTS50027: The client assertion is not a JWT.';
+  }
+  const audiences = [].concat(claims.aud);
+  let matches = fic.credentials.filter((f) => f.issuer === claims.iss);
+  if (!matches.length) return `AADSTS700211: No matching federated identity record found for presented assertion issuer '${claims.iss}'.`;
+  matches = matches.filter((f) => f.subject === claims.sub);
+  if (!matches.length) return `AADSTS700213: No matching federated identity record found for presented assertion subject '${claims.sub}'.`;
+  if (!matches.some((f) => audiences.includes(f.audience))) {
+    return `AADSTS700212: No matching federated identity record found for presented assertion audience '${audiences.join(' ')}'.`;
+  }
+  try {
+    verifyFederatedJwt(assertion, federatedIssuers.get(claims.iss) || []);
+  } catch (e) {
+    return `AADSTS700024: Client assertion is not valid: ${e.message}.`;
+  }
+  body.delete('client_assertion');
+  body.delete('client_assertion_type');
+  body.set('client_secret', fic.secret);
+  return undefined;
+}
+
+// clientMetadata, with the client's certificates or federated credentials.
+function credentialMetadata({ certificates, federated_credentials: federatedCredentials, require_x5c: _x5c, ...client }) {
+  const meta = clientMetadata(client);
+  if (certificates && federatedCredentials) {
+    throw new Error(`client ${client.client_id}: certificates or federated_credentials, not both`);
+  }
+  if (certificates) {
+    const { client_secret: _secret, ...rest } = meta;
+    return {
+      ...rest,
+      token_endpoint_auth_method: 'private_key_jwt',
+      jwks: { keys: certificates.map((cert) => certificateJwk(client.client_id, cert)) },
+    };
+  }
+  if (federatedCredentials) return { ...meta, client_secret: federated.get(client.client_id).secret };
+  return meta;
+}
+
 // oidc-provider's metadata for a client of the config (without the keys only this script reads).
 function clientMetadata({
-  access_token_ttl: _ttl, app_roles: _roles, service_principal_id: _sp, ignores_max_age: _ignores, ...client
+  access_token_ttl: _ttl, app_roles: _roles, service_principal_id: _sp, ignores_max_age: _ignores,
+  frontchannel_logout_uris: _frontchannel, ...client
 }) {
   // Entra lets any confidential client use client credentials and on-behalf-of; with `apis` so do we.
   const apiGrants = apis.length ? ['client_credentials', JWT_BEARER] : [];
@@ -543,7 +736,7 @@ function clientMetadata({
 
 function mountProvider(mount, index) {
   const provider = new Provider(`${origin}${mount}/v2.0`, {
-    clients: cfg.clients.map(clientMetadata),
+    clients: cfg.clients.map(credentialMetadata), // clientMetadata, with certificates or federated credentials
     jwks: { keys: signingKeys.map((key) => ({ ...key })) }, // read once: see rotateKeys()
     adapter: MemoryAdapter,
     cookies: {
@@ -556,7 +749,7 @@ function mountProvider(mount, index) {
     scopes: ['openid', 'offline_access', 'profile', 'email', ...cfg.extraScopes, ...apiScopeNames],
     claims: {
       openid: ['sub', 'oid', 'tid'],
-      profile: ['name', 'preferred_username', 'given_name', 'family_name', 'roles', 'groups', 'hasgroups', 'acrs'],
+      profile: ['name', 'preferred_username', 'given_name', 'family_name', 'roles', 'groups', 'hasgroups', 'acrs', 'login_hint'],
       email: ['email', 'email_verified'],
     },
     conformIdTokenClaims: false, // profile claims in the id_token, as Entra does
@@ -580,6 +773,7 @@ function mountProvider(mount, index) {
     expiresWithSession: async () => false,
     pkce: { required: () => true },
     clockTolerance: 0, // so a 5-second access token really expires after 5 seconds
+    assertJwtClientAuthClaimsAndHeader: checkClientCertificate, // see "Client credentials"
     ttl: {
       AccessToken: (ctx, token, client) => accessTokenTtl(client?.clientId),
       IdToken: 3600,
@@ -593,6 +787,7 @@ function mountProvider(mount, index) {
       rpInitiatedLogout: {
         enabled: true,
         logoutSource: async (ctx, form) => { // Entra signs out without asking
+          noteFrontchannel(ctx, `${origin}${mount}/v2.0`); // front-channel logout, see frontchannelPage
           ctx.body = `<!DOCTYPE html><html><head><title>Sign out</title></head><body>${form}
 <button type="submit" form="op.logoutForm" name="logout" value="yes" id="logout-yes">Sign out</button>
 <script>document.getElementById('logout-yes').click()</script></body></html>`;
@@ -611,6 +806,9 @@ function mountProvider(mount, index) {
       revocation: '/oauth2/v2.0/revoke',
     },
   });
+
+  // Every id token carries `sid`, as Entra's do (oidc-provider adds it only for back-channel logout).
+  provider.Client.prototype.includeSid = () => true;
 
   if (apis.length) { // Entra's app-only and on-behalf-of grants
     provider.registerGrantType('client_credentials', clientCredentialsGrant, ['scope']);
@@ -664,10 +862,18 @@ function mountProvider(mount, index) {
         }
       }
       if (grantType === 'refresh_token') await widenToGrant(provider, body.get('refresh_token'));
+      // A client assertion from a federated credential (see "Client credentials").
+      const refused = federatedClientAuth(body);
+      if (refused) {
+        ctx.status = 401;
+        ctx.body = { error: 'invalid_client', error_description: refused };
+        return;
+      }
       ctx.req.body = body.toString();
     }
     if (await interact(ctx, provider, mount)) return;
     await next();
+    if (ctx.path === '/oauth2/v2.0/logout/confirm') frontchannelPage(ctx); // front-channel logout
     if (ctx.req.multiTenantDiscovery && ctx.status === 200 && ctx.body?.issuer) {
       ctx.body = { ...ctx.body, issuer: `${origin}/{tenantid}/v2.0` };
     }
@@ -728,6 +934,37 @@ function sendJson(res, value, status = 200) {
   res.end(JSON.stringify(value));
 }
 
+// --- Errors at the authorize endpoint -------------------------------------------------------------
+// A fault {"path": "/oauth2/v2.0/authorize", "redirectError": {"error", "error_description"}} answers
+// the next sign-ins as Entra answers one it refuses (consent missing, MFA required, a user from
+// another tenant...): the browser goes back to the request's redirect_uri, which must be a
+// registered one, with error, error_description and the request's state; for
+// response_mode=form_post, as a page whose form posts them there.
+function redirectWithError(res, url, answer) {
+  const redirectUri = url.searchParams.get('redirect_uri') || '';
+  if (!cfg.clients.some((c) => (c.redirect_uris || []).includes(redirectUri))) {
+    return sendJson(res, { error: 'invalid_request', error_description: 'redirect_uri is not registered' }, 400);
+  }
+  const fields = {
+    error: String(answer.error || 'invalid_request'),
+    error_description: String(answer.error_description || ''),
+  };
+  if (url.searchParams.has('state')) fields.state = url.searchParams.get('state');
+  if (url.searchParams.get('response_mode') === 'form_post') {
+    const esc = (v) => v.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+    const inputs = Object.entries(fields)
+      .map(([name, value]) => `<input type="hidden" name="${name}" value="${esc(value)}"/>`).join('');
+    res.setHeader('content-type', 'text/html; charset=utf-8');
+    return res.end(`<!DOCTYPE html><html><body><form method="post" action="${esc(redirectUri)}">${inputs}</form>`
+      + '<script>document.forms[0].submit()</script></body></html>');
+  }
+  const target = new URL(redirectUri);
+  for (const [name, value] of Object.entries(fields)) target.searchParams.set(name, value);
+  res.statusCode = 302;
+  res.setHeader('location', target.toString());
+  return res.end();
+}
+
 async function helper(req, res, url) {
   if (url.pathname === '/__health') return res.end('ok');
   if (url.pathname === '/__log') {
@@ -756,6 +993,21 @@ async function helper(req, res, url) {
     if (!key) return sendJson(res, { error: 'invalid_request', error_description: `no signing key ${kid}` }, 400);
     return sendJson(res, { token: signJwt(claims, { header, key }) });
   }
+  if (url.pathname === '/__frontchannel') { // front-channel logout, see frontchannelPage
+    if (req.method === 'DELETE') {
+      frontchannelUris.clear();
+      frontchannelLoaded.length = 0;
+    } else if (req.method === 'POST' && url.searchParams.has('register')) {
+      const { client_id: clientId, uris } = await readJson(req);
+      if (typeof clientId !== 'string' || !Array.isArray(uris)) {
+        return sendJson(res, { error: 'invalid_request', error_description: 'client_id and uris' }, 400);
+      }
+      frontchannelUris.set(clientId, uris);
+    }
+    sendJson(res, frontchannelLoaded);
+    if (req.method === 'POST' && !url.searchParams.has('register')) frontchannelLoaded.length = 0;
+    return undefined;
+  }
   if (url.pathname === '/__revoke') {
     let dropped = 0;
     for (const key of [...records.keys()]) {
@@ -774,12 +1026,15 @@ async function route(req, res) {
   }
   if (url.pathname.startsWith('/__')) return helper(req, res, url);
   requestLog.push({ t: Date.now(), method: req.method, path: url.pathname, ua: req.headers['user-agent'] || '' });
+  // What the end-session endpoint got (logout_hint, post_logout_redirect_uri...), for tests.
+  if (url.pathname.endsWith('/oauth2/v2.0/logout')) requestLog.at(-1).query = Object.fromEntries(url.searchParams);
   if (requestLog.length > 10000) requestLog.shift();
 
   const fault = faults.find((f) => f.times > 0 && url.pathname.endsWith(f.path || ''));
   if (fault) {
     fault.times -= 1;
     if (fault.delay) await new Promise((resolve) => { setTimeout(resolve, fault.delay); });
+    if (fault.redirectError) return redirectWithError(res, url, fault.redirectError);
     if (typeof fault.body === 'string') {
       res.statusCode = fault.status || 200;
       res.setHeader('content-type', fault.contentType || 'text/html; charset=utf-8');

@@ -44,7 +44,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 from urllib.parse import parse_qsl, quote, urljoin, urlsplit
 
 import requests
@@ -106,6 +106,27 @@ GRAPH_CLIENT_ID = "00000003-0000-0000-c000-000000000000"
 GRAPH_PAGE_SIZE = 100
 #: Entra names at most this many groups in a token; beyond, it sends the overage marker.
 GROUPS_IN_TOKEN = 200
+
+# ---- Client credentials other than secrets (idp.mjs: "Client credentials") ----
+# The keys and the certificate are made at start, in :attr:`LocalProvider.credentials_dir`.
+#: A client that authenticates with its certificate (private_key_jwt): :attr:`LocalProvider.client_certificate`.
+CERTIFICATE_CLIENT_ID = "certificate-client"
+#: A client that trusts the same certificate by subject name and issuer: assertions must carry it (x5c).
+X5C_CLIENT_ID = "x5c-client"
+#: A client with federated identity credentials: the managed identities below and a Kubernetes service account.
+FEDERATED_CLIENT_ID = "federated-client"
+#: The issuer of managed-identity tokens (the tests' emulated App Service endpoint signs them with
+#: :attr:`LocalProvider.managed_identity_issuer_key`).
+MANAGED_IDENTITY_ISSUER = f"https://managed-identity.localhost/{TENANT_ID}/v2.0"
+#: The system-assigned managed identity: its object (principal) id is the ``sub`` of its tokens.
+SYSTEM_IDENTITY_PRINCIPAL_ID = "a1a1a1a1-5555-4000-8000-000000000001"
+#: A user-assigned managed identity: chosen by its client id, named in tokens by its principal id.
+USER_IDENTITY_CLIENT_ID = "a2a2a2a2-0000-4000-8000-000000000002"
+USER_IDENTITY_PRINCIPAL_ID = "a2a2a2a2-5555-4000-8000-000000000002"
+#: A Kubernetes cluster's service account issuer (workload identity), signing with
+#: :attr:`LocalProvider.workload_issuer_key`, and the service account it trusts.
+WORKLOAD_ISSUER = "https://kubernetes.localhost/cluster-1"
+WORKLOAD_SUBJECT = "system:serviceaccount:web:identity-flask"
 
 
 def group_id(index: int) -> str:
@@ -280,6 +301,91 @@ class LocalProvider:
             out.write(b"\n")
             out.write(self.ca_path.read_bytes())
 
+    # ---- Client credentials other than secrets (idp.mjs: "Client credentials") ----
+
+    @property
+    def credentials_dir(self) -> Path:
+        """Where the client certificate and the federated issuers' keys are made at start."""
+        return self.workdir / "credentials"
+
+    @property
+    def client_certificate(self) -> Path:
+        """A PEM file with the private key and the certificate registered on
+        :data:`CERTIFICATE_CLIENT_ID` and :data:`X5C_CLIENT_ID` (valid for a year)."""
+        return self.credentials_dir / "client.pem"
+
+    @property
+    def managed_identity_issuer_key(self) -> Path:
+        """The PEM private key that signs :data:`MANAGED_IDENTITY_ISSUER`'s tokens (key id ``mi-1``)."""
+        return self.credentials_dir / "managed-identity-issuer.key"
+
+    @property
+    def workload_issuer_key(self) -> Path:
+        """The PEM private key that signs :data:`WORKLOAD_ISSUER`'s tokens (key id ``k8s-1``)."""
+        return self.credentials_dir / "workload-issuer.key"
+
+    def credential_clients(self) -> list[dict[str, Any]]:
+        """The clients that authenticate with a certificate or a federated credential."""
+        client = {"redirect_uris": self.redirect_uris, "post_logout_redirect_uris": self.post_logout_redirect_uris}
+        certificate = str(self.credentials_dir / "client-cert.pem")
+        return [
+            {"client_id": CERTIFICATE_CLIENT_ID, **client, "certificates": [certificate]},
+            {"client_id": X5C_CLIENT_ID, **client, "certificates": [certificate], "require_x5c": True},
+            {
+                "client_id": FEDERATED_CLIENT_ID,
+                **client,
+                "federated_credentials": [
+                    {"issuer": MANAGED_IDENTITY_ISSUER, "subject": SYSTEM_IDENTITY_PRINCIPAL_ID},
+                    {"issuer": MANAGED_IDENTITY_ISSUER, "subject": USER_IDENTITY_PRINCIPAL_ID},
+                    {"issuer": WORKLOAD_ISSUER, "subject": WORKLOAD_SUBJECT},
+                ],
+            },
+        ]
+
+    def federated_issuers(self) -> list[dict[str, Any]]:
+        """The issuers federated credentials may name, with their public keys (JWKs)."""
+        return [
+            {"issuer": MANAGED_IDENTITY_ISSUER, "keys": [_public_jwk(self.managed_identity_issuer_key, "mi-1")]},
+            {"issuer": WORKLOAD_ISSUER, "keys": [_public_jwk(self.workload_issuer_key, "k8s-1")]},
+        ]
+
+    def _write_credentials(self) -> None:
+        """A client certificate and the federated issuers' keys, new for each start."""
+        import datetime
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
+        def new_key(path: Path) -> rsa.RSAPrivateKey:
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            path.write_bytes(pem)
+            return key
+
+        self.credentials_dir.mkdir(parents=True, exist_ok=True)
+        new_key(self.managed_identity_issuer_key)
+        new_key(self.workload_issuer_key)
+        key = new_key(self.credentials_dir / "client.key")
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "identity-flask-test-client")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .sign(key, hashes.SHA256())
+        )
+        certificate_pem = certificate.public_bytes(serialization.Encoding.PEM)
+        (self.credentials_dir / "client-cert.pem").write_bytes(certificate_pem)
+        self.client_certificate.write_bytes((self.credentials_dir / "client.key").read_bytes() + certificate_pem)
+
     def clients(self) -> list[dict[str, Any]]:
         """The registered clients, as the provider's config has them."""
         client = {
@@ -308,6 +414,7 @@ class LocalProvider:
                 "client_secret": DAEMON_NO_ROLES_SECRET,
                 "service_principal_id": DAEMON_NO_ROLES_SERVICE_PRINCIPAL_ID,
             },
+            *self.credential_clients(),
         ]
 
     def config(self) -> dict[str, Any]:
@@ -341,6 +448,7 @@ class LocalProvider:
                 },
             ],
             "graph": {"client_id": GRAPH_CLIENT_ID, "page_size": GRAPH_PAGE_SIZE},
+            "federated_issuers": self.federated_issuers(),  # see credential_clients
             "users": self.users,
             **({"browserPort": self.browser_port} if self.browser_port is not None else {}),
         }
@@ -353,6 +461,7 @@ class LocalProvider:
         if node is None:
             raise RuntimeError("Node.js 18.12+ is needed to run the local identity provider.")
         self._write_certs()
+        self._write_credentials()
         config_path = self.workdir / "idp-config.json"
         config_path.write_text(json.dumps(self.config(), indent=2))
         log = open(self.workdir / "idp.log", "wb")  # noqa: SIM115 - closed with the process
@@ -415,6 +524,22 @@ class LocalProvider:
 
     def clear_faults(self) -> None:
         self._call("DELETE", "/__fault")
+
+    # --- Entra's error answers, for the diagnosis tests ---------------------------------------------
+
+    def authorize_error(self, error: str, description: str, *, times: int = 1) -> None:
+        """Make the next ``times`` authorization requests send the browser back to the app with
+        ``error`` and ``error_description`` (and the request's state), as Entra answers a sign-in
+        it refuses, e.g. ``("invalid_request", "AADSTS50011: The redirect URI ...")``."""
+        answer = {"error": error, "error_description": description}
+        self._call("POST", "/__fault", json={"path": "/oauth2/v2.0/authorize", "redirectError": answer, "times": times})
+
+    def token_error(self, error: str, description: str, *, status: int = 400, times: int = 1) -> None:
+        """Make the next ``times`` token requests answer ``status`` with Entra's JSON error body,
+        e.g. ``("invalid_client", "AADSTS7000215: Invalid client secret provided. ...", status=401)``."""
+        codes = [int(code) for code in re.findall(r"AADSTS(\d+)", description)]
+        body = json.dumps({"error": error, "error_description": description, "error_codes": codes})
+        self.fault("/oauth2/v2.0/token", status=status, body=body, content_type="application/json", times=times)
 
     def revoke_refresh_tokens(self) -> int:
         """Drop every refresh token, as if they had expired."""
@@ -690,6 +815,54 @@ class LocalProvider:
         form_post = query_of(auth_uri).get("response_mode") == "form_post"
         return self.back_to_app(app_browser, callback, form_post=form_post, timeout=timeout)
 
+    # ---- Sign-out and front-channel logout (idp.mjs: frontchannelPage) ----
+
+    def register_frontchannel(self, client_id: str, uris: Iterable[str]) -> None:
+        """Make ``uris`` the front-channel logout URLs of ``client_id`` (until :meth:`clear_frontchannel`)."""
+        self._call("POST", "/__frontchannel?register", json={"client_id": client_id, "uris": list(uris)})
+
+    def clear_frontchannel(self) -> None:
+        """Forget every front-channel logout URL registered by :meth:`register_frontchannel`, and the log."""
+        self._call("DELETE", "/__frontchannel")
+
+    def frontchannel_loaded(self, *, clear: bool = False) -> list[str]:
+        """The front-channel logout URLs the provider's sign-out pages loaded so far."""
+        return [str(entry["url"]) for entry in self._call("POST" if clear else "GET", "/__frontchannel")]
+
+    def sign_out(self, end_session_url: str, *, browser: requests.Session) -> SignOut:
+        """Play the user's browser at the end-session endpoint, as the app sent it there.
+
+        :param browser: the browser's session with this provider (the one it signed in with).
+        :return: the front-channel logout URLs the answer page loads in its iframes (what a
+            browser would request, without the app's cookie), and where it then goes.
+        """
+        http = browser
+        http.verify = str(self.ca_path)
+        response = http.get(end_session_url, allow_redirects=False, timeout=10)
+        if "op.logoutForm" in response.text:  # the provider's (automatic) sign-out confirmation
+            form = re.search(r'<form id="op.logoutForm" method="post" action="([^"]+)"', response.text)
+            assert form is not None, "no sign-out form on the provider's page"
+            hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', response.text))
+            target = urljoin(response.url, html.unescape(form.group(1)))
+            response = http.post(target, data={**hidden, "logout": "yes"}, allow_redirects=False, timeout=10)
+        if response.is_redirect:
+            return SignOut([], urljoin(response.url, response.headers["Location"]))
+        frames = re.findall(r'<iframe class="frontchannel" src="([^"]+)"', response.text)
+        frames = [html.unescape(src) for src in frames]
+        following = re.search(r'<a id="continue" href="([^"]+)"', response.text)
+        if following is None:
+            raise RuntimeError(f"Unexpected sign-out page: {response.status_code} {response.text[:300]}")
+        return SignOut(frames, html.unescape(following.group(1)))
+
+
+class SignOut(NamedTuple):
+    """What the provider's end-session endpoint did (:meth:`LocalProvider.sign_out`)."""
+
+    #: The front-channel logout URLs loaded in hidden iframes, with ``iss`` and ``sid``.
+    frontchannel: list[str]
+    #: Where the browser goes next (the app's post-logout redirect URI).
+    return_to: str
+
 
 #: Statuses of a redirect a browser follows.
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -700,6 +873,24 @@ def _get(app_browser: AppBrowser, url: str, *, headers: dict[str, str] | None, t
     if isinstance(app_browser, requests.Session):
         return app_browser.get(url, headers=headers, allow_redirects=False, timeout=timeout)
     return app_browser.get(url, headers=headers)  # a test client follows nothing unless told
+
+
+def _public_jwk(key_path: Path, kid: str) -> dict[str, str]:
+    """The public JWK (RS256) of the RSA private key in ``key_path``."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    numbers = key.public_key().public_numbers()
+
+    def b64(number: int) -> str:
+        raw = number.to_bytes((number.bit_length() + 7) // 8, "big")
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return {"kty": "RSA", "n": b64(numbers.n), "e": b64(numbers.e), "kid": kid, "alg": "RS256", "use": "sig"}
 
 
 def query_of(url: str) -> dict[str, str]:
