@@ -18,6 +18,7 @@ from .errors import (
     RoleRequired,
     SessionStoreUnavailable,
     SignInError,
+    SignInLoop,
     TenantNotAllowed,
 )
 from .extension import Auth, current_user
@@ -44,6 +45,7 @@ __all__ = [
     "RoleRequired",
     "SessionStoreUnavailable",
     "SignInError",
+    "SignInLoop",
     "TenantNotAllowed",
     "assertion_from_file",
     "credential_summary",

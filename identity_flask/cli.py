@@ -56,6 +56,7 @@ from .app_state import current_app_state
 from .bearer import discovery_url
 from .client import _BadAnswer, _discovery_document, _TimeoutSession
 from .config import Authority, Settings
+from .credentials import credential_summary
 
 logger = logging.getLogger(__name__)
 
@@ -245,6 +246,10 @@ def fingerprint(key: str | bytes) -> str:
 # -- settings -------------------------------------------------------------------------------------
 
 
+#: The settings that give the app's credential, one of which is set.
+_CREDENTIAL_KEYS = ("client_credential", "client_certificate_path", "managed_identity")
+
+
 def settings_rows(settings: Settings, sources: Mapping[str, str]) -> list[dict[str, str]]:
     """The settings as resolved, for the report: name, value shown, and source.
 
@@ -258,6 +263,12 @@ def settings_rows(settings: Settings, sources: Mapping[str, str]) -> list[dict[s
         if name == "client_credential":
             kind, _expiry = credential_summary(value)
             shown = f"a {kind.replace('_', ' ')} (value not shown)"
+            # The credential may come from a certificate file or a managed identity setting.
+            source = next((sources[k] for k in _CREDENTIAL_KEYS if sources.get(k, DEFAULT) != DEFAULT), source)
+        elif name == "client_certificate_passphrase":
+            if source == DEFAULT:
+                continue
+            shown = "set (value not shown)"
         else:
             # The authority settings have no default of their own: a B2C authority is
             # built from the b2c_* settings, and read back here only from those given.
@@ -887,54 +898,6 @@ def check_proxy(app: Flask, settings: Settings, environ: Mapping[str, str]) -> C
 
 
 # -- credential -----------------------------------------------------------------------------------
-
-
-def credential_summary(credential: Any) -> tuple[str, datetime | None]:
-    """The credential's kind (``"secret"``, ``"certificate"``, ``"client_assertion"``, ...)
-    and, for a certificate whose certificate is at hand, its expiry.
-
-    Uses :func:`identity_flask.credentials.credential_summary` where that
-    module exists; otherwise reads the credential shapes MSAL takes.
-    """
-    try:
-        from .credentials import credential_summary as summary  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return _summary(credential)
-    found: tuple[str, datetime | None] = summary(credential)
-    return found
-
-
-def _summary(credential: Any) -> tuple[str, datetime | None]:
-    if isinstance(credential, str):
-        return "secret", None
-    if not isinstance(credential, Mapping):
-        return "credential", None
-    if "client_assertion" in credential:
-        return "client_assertion", None
-    try:
-        return "certificate", _certificate_expiry(credential)
-    except Exception:  # unreadable: the kind is still known; the check says the expiry is unknown
-        logger.info("Could not read the certificate's expiry")
-        return "certificate", None
-
-
-def _certificate_expiry(credential: Mapping[str, Any]) -> datetime | None:
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import pkcs12
-
-    certificate = credential.get("public_certificate")
-    if certificate:
-        data = certificate.encode() if isinstance(certificate, str) else certificate
-        return x509.load_pem_x509_certificate(data).not_valid_after_utc
-    path = credential.get("private_key_pfx_path")
-    if path:
-        passphrase = credential.get("passphrase")
-        if isinstance(passphrase, str):
-            passphrase = passphrase.encode()
-        with open(path, "rb") as f:
-            _key, cert, _more = pkcs12.load_key_and_certificates(f.read(), passphrase)
-        return cert.not_valid_after_utc if cert is not None else None
-    return None
 
 
 def check_credential(credential: Any, now: datetime | None = None) -> Check:

@@ -905,4 +905,8 @@ def test_the_doctor_shows_the_certificate_and_never_its_passphrase(
     assert "credential: a certificate valid until" in result.output
     assert str(path) in result.output
     assert PASSPHRASE not in result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+    assert "set (value not shown)" in rows["client_certificate_passphrase"]
+    assert "a certificate (value not shown)" in rows["client_credential"]
+    assert "[default]" not in rows["client_credential"]  # it came from the certificate setting
     assert all(line not in result.output for line in key_lines(key))
