@@ -165,20 +165,25 @@ class Settings:
 #: Settings of :class:`~identity_flask.ApiAuth`, with their defaults. The ones it
 #: shares with :class:`~identity_flask.Auth` mean the same and read the same keys.
 API_DEFAULTS: dict[str, Any] = {
-    "client_id": None,
-    "client_credential": None,
-    "client_certificate_path": None,
-    "client_certificate_passphrase": None,
-    "client_certificate_send_x5c": False,
-    "managed_identity": None,
-    "authority": None,
-    "oidc_authority": None,
-    "b2c_tenant_name": None,
-    "b2c_signup_signin_user_flow": None,
-    "b2c_authority_host": None,
-    "instance_discovery": None,
-    "timeout": 10.0,
-    "allowed_tenants": (),
+    **{
+        name: DEFAULTS[name]
+        for name in (
+            "client_id",
+            "client_credential",
+            "client_certificate_path",
+            "client_certificate_passphrase",
+            "client_certificate_send_x5c",
+            "managed_identity",
+            "authority",
+            "oidc_authority",
+            "b2c_tenant_name",
+            "b2c_signup_signin_user_flow",
+            "b2c_authority_host",
+            "instance_discovery",
+            "timeout",
+            "allowed_tenants",
+        )
+    },
     "app_id_uri": None,
     "allowed_client_apps": (),
     "clock_leeway": 60,

@@ -226,6 +226,7 @@ class BearerTokenError(IdentityError):
     code = 401
     error = "invalid_token"
     title = "Unauthorized"
+    json_only = True
 
     def __init__(
         self,
@@ -255,14 +256,6 @@ class BearerTokenError(IdentityError):
         if not self.has_error:
             return {"error": "unauthorized", "error_description": self.description}
         return super().as_dict()
-
-    def get_response(  # type: ignore[override]
-        self,
-        environ: Any = None,
-        scope: dict[str, Any] | None = None,
-    ) -> SansIOResponse:
-        headers = [(k, v) for k, v in self.get_headers(environ, scope) if k.lower() != "content-type"]
-        return Response(json.dumps(self.as_dict()), self.status, [*headers, ("Content-Type", "application/json")])
 
 
 class ClaimsChallenge(IdentityError):
