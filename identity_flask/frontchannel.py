@@ -177,19 +177,28 @@ def _lifetime(app: Flask) -> int:
     return max(1, int(app.permanent_session_lifetime.total_seconds()))
 
 
+def _listed(app: Flask, session: SessionMixin) -> tuple[_Index, str, str, str] | None:
+    """The index, the provider session (``iss``, ``sid``) and the session id under which
+    ``session`` is listed; ``None`` when the store holds no index or the session names no
+    provider session."""
+    store = _store(app)
+    ended_by = session_data.provider_session(session)
+    session_id = getattr(session, "sid", None)
+    if store is None or ended_by is None or not isinstance(session_id, str):
+        return None
+    return store[1], *ended_by, session_id
+
+
 def remember(app: Flask, session: SessionMixin, kind: str) -> None:
     """List ``session``, just signed in (its id already renewed), under the provider session
     its id token names; nothing when it names none or the store cannot hold the index.
 
     :param kind: the authority's kind (``entra``, ``b2c``, ``oidc``).
     """
-    store = _store(app)
-    ended_by = session_data.provider_session(session)
-    session_id = getattr(session, "sid", None)
-    if store is None or ended_by is None or not isinstance(session_id, str):
+    listed = _listed(app, session)
+    if listed is None:
         return
-    index = store[1]
-    issuer, sid = ended_by
+    index, issuer, sid, session_id = listed
     if len(sid) > MAX_SID or len(issuer) > MAX_ISSUER:
         return  # no front-channel request could name it
 
@@ -203,13 +212,10 @@ def remember(app: Flask, session: SessionMixin, kind: str) -> None:
 
 def forget(app: Flask, session: SessionMixin, kind: str) -> None:
     """Take ``session``, about to be signed out, off its provider session's entry."""
-    store = _store(app)
-    ended_by = session_data.provider_session(session)
-    session_id = getattr(session, "sid", None)
-    if store is None or ended_by is None or not isinstance(session_id, str):
+    listed = _listed(app, session)
+    if listed is None:
         return
-    index = store[1]
-    issuer, sid = ended_by
+    index, issuer, sid, session_id = listed
     key = _key(issuer, sid, kind)
     index.change(key, lambda ids: [i for i in ids if i != session_id], _lifetime(app))
 
