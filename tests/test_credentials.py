@@ -10,7 +10,6 @@ slow or confused, a callable that fails, every start-up error, and no secret in 
 
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import threading
@@ -27,7 +26,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
 from flask import Flask, jsonify
 from localidp import (
     API_CLIENT_ID,
@@ -40,6 +38,7 @@ from localidp import (
     USER_IDENTITY_PRINCIPAL_ID,
     X5C_CLIENT_ID,
     LocalProvider,
+    self_signed,
 )
 
 from identity_flask import (
@@ -130,20 +129,7 @@ def _key_and_certificate(path: Path) -> tuple[rsa.RSAPrivateKey, x509.Certificat
 def new_certificate(key: Any = None, *, days: float = 365, starts_in: float = -1) -> tuple[Any, x509.Certificate]:
     """A self-signed certificate (of a new RSA key unless given), valid from ``starts_in`` days for ``days``."""
     key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not-registered")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    start = now + datetime.timedelta(days=starts_in)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .sign(key, hashes.SHA256())
-    )
-    return key, certificate
+    return key, self_signed(key, "not-registered", days=days, starts_in=starts_in)
 
 
 def pem_file(path: Path, key: Any, certificate: x509.Certificate | None, passphrase: str | None = None) -> Path:

@@ -5,7 +5,6 @@ Flask's CLI runner and as a real ``flask`` process. No report shows a secret."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import re
@@ -24,9 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
 from flask import Flask
-from localidp import CLIENT_ID, CLIENT_SECRET, TENANT_ID, LocalProvider, free_port
+from localidp import CLIENT_ID, CLIENT_SECRET, TENANT_ID, LocalProvider, free_port, self_signed
 from servers import RedisServer
 from testapp import create_app
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -476,19 +474,7 @@ def test_unverifiable_secret_key_with_several_workers(
 
 def _certificate(days: float) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "doctor test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=400))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .sign(key, hashes.SHA256())
-    )
-    return key, certificate
+    return key, self_signed(key, "doctor test", days=days, starts_in=-400)
 
 
 def _pem_credential(days: float) -> tuple[dict[str, str], str]:

@@ -129,6 +129,29 @@ WORKLOAD_ISSUER = "https://kubernetes.localhost/cluster-1"
 WORKLOAD_SUBJECT = "system:serviceaccount:web:identity-flask"
 
 
+def self_signed(key: Any, common_name: str, *, days: float = 365, starts_in: float = -1) -> Any:
+    """A self-signed X.509 certificate of ``key`` (a ``cryptography`` private key) named
+    ``common_name``, valid from ``starts_in`` days from now until ``days`` from now."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + datetime.timedelta(days=starts_in))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+
+
 def group_id(index: int) -> str:
     """The object id of the local Graph's group ``index`` (as graph.mjs derives it)."""
     digest = hashlib.sha256(f"group-{index}".encode()).hexdigest()
@@ -351,12 +374,8 @@ class LocalProvider:
 
     def _write_credentials(self) -> None:
         """A client certificate and the federated issuers' keys, new for each start."""
-        import datetime
-
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
-        from cryptography.x509.oid import NameOID
 
         def new_key(path: Path) -> rsa.RSAPrivateKey:
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -370,18 +389,7 @@ class LocalProvider:
         new_key(self.managed_identity_issuer_key)
         new_key(self.workload_issuer_key)
         key = new_key(self.credentials_dir / "client.key")
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "identity-flask-test-client")])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=365))
-            .sign(key, hashes.SHA256())
-        )
+        certificate = self_signed(key, "identity-flask-test-client")
         certificate_pem = certificate.public_bytes(serialization.Encoding.PEM)
         (self.credentials_dir / "client-cert.pem").write_bytes(certificate_pem)
         self.client_certificate.write_bytes((self.credentials_dir / "client.key").read_bytes() + certificate_pem)
