@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,18 @@ class SignIn:
 @pytest.fixture
 def sign_in(idp: LocalProvider) -> SignIn:
     return SignIn(idp)
+
+
+def unique(prefix: str) -> str:
+    """A login of its own: the provider keeps consent and step-ups per login."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def signed_in(app: Flask, sign_in: SignIn, login: str) -> FlaskClient:
+    """A test client of ``app`` signed in as ``login`` through the provider."""
+    client = app.test_client()
+    assert sign_in(client, "/profile", login=login).status_code == 302
+    return client
 
 
 def session_cookie(client: FlaskClient) -> str | None:

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import SignIn, session_cookie, stored_session
+from conftest import SignIn, session_cookie, signed_in, stored_session, unique
 from flask import Flask
-from flask.testing import FlaskClient
 from flask.views import MethodView
 from localidp import GRAPH_PAGE_SIZE, LocalProvider, group_id
 
@@ -24,11 +22,6 @@ from identity_flask.session_data import GROUPS_KEY, USER_KEY
 
 JSON = {"Accept": "application/json"}
 MEMBERSHIPS = "/graph/v1.0/me/transitiveMemberOf"
-
-
-def unique(prefix: str) -> str:
-    """A login of its own: the provider keeps consent and step-ups per login."""
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def graph_reads(idp: LocalProvider) -> int:
@@ -66,12 +59,6 @@ def group_app(make_app: Callable[..., Flask], idp: LocalProvider) -> Callable[..
         return app
 
     return build
-
-
-def signed_in(app: Flask, sign_in: SignIn, login: str) -> FlaskClient:
-    client = app.test_client()
-    assert sign_in(client, "/profile", login=login).status_code == 302
-    return client
 
 
 def test_groups_listed_in_the_token_let_members_in_and_nobody_else(

@@ -8,13 +8,12 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import SignIn
+from conftest import SignIn, signed_in, unique
 from flask import Flask
 from flask.testing import FlaskClient
 from localidp import IGNORES_MAX_AGE_CLIENT_ID, LocalProvider
@@ -24,10 +23,6 @@ from identity_flask.session_data import USER_KEY
 
 JSON = {"Accept": "application/json"}
 AUTHORIZE = "/oauth2/v2.0/authorize"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
@@ -54,12 +49,6 @@ def step_up_app(make_app: Callable[..., Flask]) -> Callable[..., Flask]:
         return app
 
     return build
-
-
-def signed_in(app: Flask, sign_in: SignIn, login: str) -> FlaskClient:
-    client = app.test_client()
-    assert sign_in(client, "/profile", login=login).status_code == 302
-    return client
 
 
 def step_up(client: FlaskClient, sign_in: SignIn, idp: LocalProvider, path: str, login: str) -> tuple[str, str]:
