@@ -12,10 +12,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import redis
 from conftest import SignIn, session_cookie, signed_in, stored_session, unique
 from flask import Flask
 from flask.views import MethodView
 from localidp import GRAPH_PAGE_SIZE, LocalProvider, group_id
+from servers import RedisServer
 
 from identity_flask import Auth, ConfigurationError
 from identity_flask.session_data import GROUPS_KEY, USER_KEY
@@ -32,8 +34,8 @@ def graph_reads(idp: LocalProvider) -> int:
 def group_app(make_app: Callable[..., Flask], idp: LocalProvider) -> Callable[..., Flask]:
     """An app with views that ask for groups; keyword arguments are settings."""
 
-    def build(**settings: Any) -> Flask:
-        app = make_app(graph_endpoint=idp.graph_endpoint, **settings)
+    def build(flask_config: dict[str, Any] | None = None, **settings: Any) -> Flask:
+        app = make_app(flask_config, graph_endpoint=idp.graph_endpoint, **settings)
         auth: Auth = app.extensions["test_auth"]
 
         @app.route("/first")
@@ -309,3 +311,24 @@ def test_a_graph_endpoint_that_is_not_https_is_refused(make_app: Callable[..., F
         make_app(graph_endpoint="http://graph.example")
     with pytest.raises(ConfigurationError, match="IDENTITY_GROUPS_CACHE_SECONDS"):
         make_app(groups_cache_seconds="soon")
+
+
+@pytest.mark.redis
+def test_memberships_meeting_a_full_redis_are_a_503_not_a_pass(
+    group_app: Callable[..., Flask], sign_in: SignIn, idp: LocalProvider, redis_server: RedisServer
+) -> None:
+    """The Graph answer cannot be kept: the page is refused with a 503, and let in once there is room."""
+    store = redis.Redis(port=redis_server.port)
+    store.flushall()
+    app = group_app(flask_config={"SESSION_TYPE": "redis", "SESSION_REDIS": store})
+    client = signed_in(app, sign_in, unique("groups-250"))
+    store.config_set("maxmemory-policy", "noeviction")
+    store.config_set("maxmemory", int(store.info("memory")["used_memory"]) + 1000)
+    try:
+        full = client.get("/last")
+        assert full.status_code == 503 and "Traceback" not in full.text
+        assert full.headers["Retry-After"]
+        store.config_set("maxmemory", "0")
+        assert client.get("/last").text == "last"
+    finally:
+        store.config_set("maxmemory", "0")
