@@ -166,14 +166,14 @@ def test_stopped_provider(make_app: Callable[..., Flask]) -> None:
 def test_slow_provider_fails_within_the_timeout(idp: LocalProvider, make_app: Callable[..., Flask]) -> None:
     """A provider that stalls longer than IDENTITY_TIMEOUT: FAIL after about that long, not a hang."""
     app = make_app(timeout=1)
-    idp.fault("/.well-known/openid-configuration", delay=4000, times=3)
+    idp.fault("/.well-known/openid-configuration", delay=8000, times=3)
     started = time.monotonic()
     result = doctor(app)
     elapsed = time.monotonic() - started
     assert result.exit_code == 1
     assert "did not answer within 1 s" in check_line(result.output, "authority")
     assert check_line(result.output, "authority").startswith("FAIL")
-    assert elapsed < 3.5
+    assert elapsed < 6  # stalled 8 s: the margin is for a busy machine
 
 
 def test_provider_answering_a_page_instead_of_its_configuration(

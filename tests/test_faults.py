@@ -96,15 +96,17 @@ def test_provider_down_at_sign_in_answers_503_and_the_app_keeps_working(make_app
 
 
 def test_slow_discovery_is_cut_off_by_the_timeout(make_app: Callable[..., Flask], idp: LocalProvider) -> None:
-    idp.fault("/.well-known/openid-configuration", delay=3000, times=5)
+    idp.fault(DISCOVERY_PATH, delay=5000, times=5)
     app = make_app(timeout=1)
     client = app.test_client()
+    idp.log(clear=True)
     start = time.monotonic()
     response = client.get("/login?next=/profile")
     elapsed = time.monotonic() - start
     assert_clean_error(response, 503)
-    # one read of at most `timeout` (1 s), never retried
-    assert elapsed < 1.8, f"the sign-in waited {elapsed:.1f}s for a provider that stalls 3s, with timeout=1"
+    # one read of at most `timeout` (1 s), never retried; the margin is for a busy machine
+    assert sum(entry["path"].endswith(DISCOVERY_PATH) for entry in idp.log()) == 1
+    assert elapsed < 4, f"the sign-in waited {elapsed:.1f}s for a provider that stalls 5s, with timeout=1"
 
 
 def test_slow_token_endpoint_is_cut_off_by_the_timeout(
@@ -113,12 +115,14 @@ def test_slow_token_endpoint_is_cut_off_by_the_timeout(
     app = make_app(timeout=1)
     client = app.test_client()
     callback = idp.sign_in(sign_in.start(client, "/whoami"))
-    idp.fault(TOKEN_PATH, delay=3000, times=5)
+    idp.fault(TOKEN_PATH, delay=5000, times=5)
+    idp.log(clear=True)
     start = time.monotonic()
     response = sign_in.finish(client, callback)
     elapsed = time.monotonic() - start
     assert_clean_error(response, 503)
-    assert elapsed < 2.9, f"the callback waited {elapsed:.1f}s for a token endpoint that stalls 3s"
+    assert sum(entry["path"].endswith(TOKEN_PATH) for entry in idp.log()) == 1  # never retried
+    assert elapsed < 4, f"the callback waited {elapsed:.1f}s for a token endpoint that stalls 5s"
     idp.clear_faults()
     assert sign_in(client, "/whoami").status_code == 302
     assert client.get("/whoami").get_json()["sub"] == "alice"
@@ -309,7 +313,8 @@ def test_concurrent_sign_outs_against_a_stalled_provider_do_not_queue(
     assert [(status, urlsplit(location or "").path) for status, location, _ in results] == [(302, "/")] * parallel
     times = sorted(elapsed for _, _, elapsed in results)
     # Each waits one timeout (1 s); queued behind one another, the last would wait about 6 s.
-    assert times[-1] < 2.5, f"sign-outs waited {', '.join(f'{t:.1f}s' for t in times)}"
+    # The margin between is for a busy machine.
+    assert times[-1] < 4.5, f"sign-outs waited {', '.join(f'{t:.1f}s' for t in times)}"
 
 
 @pytest.mark.parametrize("accept", ["html", "json"])
