@@ -48,7 +48,8 @@ class ApiAuth:
     :param client_credential: needed only to call further APIs: a client secret,
         a certificate dict as MSAL takes it, or a client assertion callable; or
         instead ``client_certificate_path`` (with ``client_certificate_passphrase``
-        and ``client_certificate_send_x5c``) or ``managed_identity``, as for
+        and ``client_certificate_send_x5c``), ``managed_identity`` or
+        ``client_assertion_file``, as for
         :class:`~identity_flask.Auth` (one kind only).
     :param app_id_uri: the API's Application ID URI, the ``aud`` of v1 tokens;
         ``api://<client_id>`` by default.

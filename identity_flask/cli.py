@@ -246,10 +246,6 @@ def fingerprint(key: str | bytes) -> str:
 # -- settings -------------------------------------------------------------------------------------
 
 
-#: The settings that give the app's credential, one of which is set.
-_CREDENTIAL_KEYS = ("client_credential", "client_certificate_path", "managed_identity")
-
-
 def settings_rows(settings: Settings, sources: Mapping[str, str]) -> list[dict[str, str]]:
     """The settings as resolved, for the report: name, value shown, and source.
 
@@ -263,8 +259,9 @@ def settings_rows(settings: Settings, sources: Mapping[str, str]) -> list[dict[s
         if name == "client_credential":
             kind, _expiry = credential_summary(value)
             shown = f"a {kind.replace('_', ' ')} (value not shown)"
-            # The credential may come from a certificate file or a managed identity setting.
-            source = next((sources[k] for k in _CREDENTIAL_KEYS if sources.get(k, DEFAULT) != DEFAULT), source)
+            # The credential may come from a certificate file, managed identity or assertion file setting.
+            given = [sources[k] for k in config.CREDENTIAL_SETTINGS if sources.get(k, DEFAULT) != DEFAULT]
+            source = given[0] if given else source
         elif name == "client_certificate_passphrase":
             if source == DEFAULT:
                 continue

@@ -57,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "client_certificate_passphrase": None,
     "client_certificate_send_x5c": False,
     "managed_identity": None,
+    "client_assertion_file": None,
     "redirect_uri": None,
     "authority": None,
     "oidc_authority": None,
@@ -154,6 +155,8 @@ class Settings:
     client_certificate_send_x5c: bool = False
     #: ``"system"`` or a user-assigned managed identity's client id, if the credential is one.
     managed_identity: str | None = None
+    #: The file a client assertion is read from, if the credential is one.
+    client_assertion_file: str | None = None
 
     @property
     def routes_prefix(self) -> str:
@@ -174,6 +177,7 @@ API_DEFAULTS: dict[str, Any] = {
             "client_certificate_passphrase",
             "client_certificate_send_x5c",
             "managed_identity",
+            "client_assertion_file",
             "authority",
             "oidc_authority",
             "b2c_tenant_name",
@@ -400,7 +404,7 @@ def _check_credential(credential: Any) -> None:
 
 
 #: The settings that each configure one kind of client credential.
-CREDENTIAL_SETTINGS = ("client_credential", "client_certificate_path", "managed_identity")
+CREDENTIAL_SETTINGS = ("client_credential", "client_certificate_path", "managed_identity", "client_assertion_file")
 
 
 def _credential(values: Mapping[str, Any], *, timeout: float) -> Any:
@@ -416,7 +420,8 @@ def _credential(values: Mapping[str, Any], *, timeout: float) -> Any:
             "Only one kind of client credential may be configured, but these are all set: "
             + ", ".join(_key(name) for name in chosen)
             + ". Keep one: a client secret (or certificate dict, or assertion callable) in 'client_credential', "
-            "a certificate file in 'client_certificate_path', or a managed identity in 'managed_identity'."
+            "a certificate file in 'client_certificate_path', a managed identity in 'managed_identity', or a "
+            "token file in 'client_assertion_file'."
         )
     path = values["client_certificate_path"]
     send_x5c = bool(_as_optional_bool("client_certificate_send_x5c", values["client_certificate_send_x5c"]))
@@ -434,6 +439,8 @@ def _credential(values: Mapping[str, Any], *, timeout: float) -> Any:
             return credentials.managed_identity(
                 values["managed_identity"], client_id=str(values["client_id"]), timeout=timeout
             )
+        if values["client_assertion_file"] not in (None, ""):
+            return credentials.assertion_file_setting(values["client_assertion_file"])
         credential = values["client_credential"]
         if callable(credential) and not isinstance(credential, Mapping):
             return credentials.ClientAssertion(credential)
@@ -494,7 +501,8 @@ def resolve(app: Flask, given: Mapping[str, Any]) -> Settings:
             "README: Auth(..., client_credential=os.environ['CLIENT_SECRET']); 'client_certificate_path' "
             "(IDENTITY_CLIENT_CERTIFICATE_PATH), a PEM or PFX certificate file; or 'managed_identity' "
             "(IDENTITY_MANAGED_IDENTITY), 'system' or a user-assigned managed identity's client id, trusted "
-            "by a federated identity credential. app.config.from_prefixed_env() reads each from the "
+            "by a federated identity credential; or 'client_assertion_file' (IDENTITY_CLIENT_ASSERTION_FILE), a "
+            "token file such as Kubernetes workload identity's. app.config.from_prefixed_env() reads each from the "
             "environment variable FLASK_IDENTITY_<NAME>. See the docs page 'Credentials'."
         )
     redirect_uri = values["redirect_uri"]
@@ -542,6 +550,7 @@ def resolve(app: Flask, given: Mapping[str, Any]) -> Settings:
         client_certificate_path=credential.path if isinstance(credential, credentials.Certificate) else None,
         client_certificate_send_x5c=isinstance(credential, credentials.Certificate) and credential.send_x5c,
         managed_identity=credential.identity if isinstance(credential, credentials.ManagedIdentity) else None,
+        client_assertion_file=credentials.assertion_file_of(credential),
     )
 
 

@@ -11,7 +11,8 @@ takes, checking them at start-up. Four kinds:
   federated identity credential of the app registration trusts it;
 - ``client_assertion``: a callable returning a signed JWT
   (``client_credential=callable``), such as :func:`assertion_from_file` for a
-  Kubernetes workload identity token.
+  Kubernetes workload identity token, or that token file named by the
+  ``client_assertion_file`` setting.
 
 No key, passphrase, secret or assertion is ever put in a log line, a page or
 an error message: they name the setting and the file only.
@@ -374,6 +375,32 @@ def assertion_from_file(path: str | os.PathLike[str] | None = None) -> Assertion
     if not os.path.isfile(path):
         raise ConfigurationError(f"assertion_from_file(): the client assertion file {os.fspath(path)!r} is not there.")
     return AssertionFile(path)
+
+
+def assertion_file_setting(path: Any) -> ClientAssertion:
+    """The ``client_assertion_file`` setting, checked: a client assertion read from that file.
+
+    For Kubernetes workload identity set it to the file ``AZURE_FEDERATED_TOKEN_FILE``
+    names (``/var/run/secrets/azure/tokens/azure-identity-token``); the file is read
+    again whenever it changes (see :class:`AssertionFile`).
+
+    :raises ConfigurationError: not a path, or no file there.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigurationError(f"{_key('client_assertion_file')} must be a file path, got a {type(path).__name__}.")
+    if not os.path.isfile(path):
+        raise ConfigurationError(
+            f"{_key('client_assertion_file')}: there is no file at {os.fspath(path)!r}. On Kubernetes, label the pod "
+            'azure.workload.identity/use: "true" so that workload identity projects its token there.'
+        )
+    return ClientAssertion(AssertionFile(path))
+
+
+def assertion_file_of(credential: Any) -> str | None:
+    """The file a resolved credential reads its client assertion from, if it does."""
+    if isinstance(credential, ClientAssertion) and isinstance(credential.source, AssertionFile):
+        return credential.source.path
+    return None
 
 
 class ManagedIdentity:

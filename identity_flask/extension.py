@@ -84,6 +84,10 @@ class Auth:
         the client id of a user-assigned one. Its token for
         ``api://AzureADTokenExchange`` is the client assertion, which a
         federated identity credential of the app registration must trust.
+    :param client_assertion_file: a file holding a client assertion instead,
+        read again whenever it changes: Kubernetes workload identity's token
+        file (the one ``AZURE_FEDERATED_TOKEN_FILE`` names), for a setting
+        that can come from the environment.
     :param redirect_uri: the registered redirect URI, e.g.
         ``http://localhost:5000/getAToken``; its path becomes the callback
         route, and login and logout are served beside it. A bare path is
@@ -120,6 +124,7 @@ class Auth:
         client_certificate_passphrase: str | bytes | None = None,
         client_certificate_send_x5c: bool | None = None,
         managed_identity: str | None = None,
+        client_assertion_file: str | os.PathLike[str] | None = None,
         redirect_uri: str | None = None,
         authority: str | None = None,
         oidc_authority: str | None = None,
@@ -142,6 +147,7 @@ class Auth:
             "client_certificate_passphrase": client_certificate_passphrase,
             "client_certificate_send_x5c": client_certificate_send_x5c,
             "managed_identity": managed_identity,
+            "client_assertion_file": client_assertion_file,
             "redirect_uri": redirect_uri,
             "authority": authority,
             "oidc_authority": oidc_authority,

@@ -577,6 +577,35 @@ def test_the_token_file_is_read_again_when_it_changes(
     assert sign_in(app.test_client(), "/profile").status_code == 302
 
 
+def test_the_token_file_setting_signs_in_follows_the_file_and_shows_in_the_doctor(
+    credential_app: Callable[..., Flask], sign_in: SignIn, provider: LocalProvider, tmp_path: Path
+) -> None:
+    """IDENTITY_CLIENT_ASSERTION_FILE (an environment variable of the pod, no code) does what
+    assertion_from_file() does: signs in, gets tokens, and sends the file's new token once it
+    is replaced. The doctor names the file and never prints the token."""
+    token_file = tmp_path / "azure-identity-token"
+    first = workload_token(provider.workload_issuer_key)
+    token_file.write_text(first + "\n")
+    app = credential_app(FEDERATED_CLIENT_ID, flask_config={"IDENTITY_CLIENT_ASSERTION_FILE": str(token_file)})
+    settings = app.extensions["identity"].settings
+    assert settings.client_assertion_file == str(token_file)
+    assert credential_summary(settings.client_credential) == ("client_assertion", None)
+    signs_in_and_gets_tokens(app, sign_in, FEDERATED_CLIENT_ID)
+
+    replaced = tmp_path / "new-token"
+    replaced.write_text(workload_token(provider.workload_issuer_key, subject="system:serviceaccount:web:other"))
+    os.replace(replaced, token_file)
+    assert _sign_in_reaches_the_callback(app, sign_in).status_code == 502
+    token_file.write_text(workload_token(provider.workload_issuer_key))
+    assert sign_in(app.test_client(), "/profile").status_code == 302
+
+    result = app.test_cli_runner().invoke(args=["identity", "doctor"])
+    rows = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+    assert str(token_file) in rows["client_assertion_file"] and "[IDENTITY_CLIENT_ASSERTION_FILE]" in result.output
+    assert "a client assertion (value not shown)" in rows["client_credential"]
+    assert first.split(".")[2] not in result.output
+
+
 def test_the_token_file_helper_reads_only_when_the_file_changes(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("first.token.value\n")
@@ -647,6 +676,10 @@ def good_pem(registered: tuple[rsa.RSAPrivateKey, x509.Certificate], tmp_path: P
             {"client_certificate_path": "PEM", "managed_identity": "system"},
             ["CLIENT_CERTIFICATE_PATH", "MANAGED_IDENTITY"],
         ),
+        (
+            {"client_credential": CLIENT_SECRET, "client_assertion_file": "PEM"},
+            ["CLIENT_CREDENTIAL", "CLIENT_ASSERTION_FILE"],
+        ),
     ],
 )
 def test_two_kinds_at_once_are_refused(
@@ -672,7 +705,12 @@ def test_no_credential_names_every_kind(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as caught:
         start(tmp_path)
     message = str(caught.value)
-    for key in ("IDENTITY_CLIENT_CREDENTIAL", "IDENTITY_CLIENT_CERTIFICATE_PATH", "IDENTITY_MANAGED_IDENTITY"):
+    for key in (
+        "IDENTITY_CLIENT_CREDENTIAL",
+        "IDENTITY_CLIENT_CERTIFICATE_PATH",
+        "IDENTITY_MANAGED_IDENTITY",
+        "IDENTITY_CLIENT_ASSERTION_FILE",
+    ):
         assert key in message
 
 
@@ -774,6 +812,8 @@ def test_a_certificate_expiring_soon_warns_and_starts(tmp_path: Path, caplog: py
         ({"managed_identity": CLIENT_ID}, "names the app's own client id"),
         ({"client_certificate_path": 5}, "must be a file path"),
         ({"client_credential": ["a", "list"]}, "IDENTITY_CLIENT_CREDENTIAL"),
+        ({"client_assertion_file": "/nowhere/azure-identity-token"}, "IDENTITY_CLIENT_ASSERTION_FILE.*no file at"),
+        ({"client_assertion_file": 5}, "IDENTITY_CLIENT_ASSERTION_FILE.*must be a file path"),
     ],
 )
 def test_other_credential_settings_are_checked(tmp_path: Path, settings: dict[str, Any], says: str) -> None:
