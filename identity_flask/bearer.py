@@ -206,12 +206,12 @@ class BearerValidator:
             header = json.loads(_b64decode(header_part))
             payload = _b64decode(payload_part)
             signature = _b64decode(signature_part)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested thousands deep
             raise Refused("The access token is not a signed JWT.") from None
         if not isinstance(header, dict):
             raise Refused("The access token is not a signed JWT.")
         algorithm, kid = header.get("alg"), header.get("kid")
-        if algorithm not in ALGORITHMS:
+        if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
             raise Refused("The access token is not signed with an algorithm this API accepts.")
         if not isinstance(kid, str) or not kid or len(kid) > 256:
             raise Refused("The access token names no signing key.")
@@ -225,7 +225,7 @@ class BearerValidator:
             raise Refused("The access token's signature does not verify.")
         try:
             claims = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise Refused("The access token's claims are not readable.") from None
         if not isinstance(claims, dict):
             raise Refused("The access token's claims are not readable.")

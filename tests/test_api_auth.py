@@ -400,6 +400,11 @@ def test_old_keys_do_not_make_requests_wait_for_a_refetch(
 # --- malformed requests -------------------------------------------------------------------------
 
 
+def _with_header(header: bytes) -> dict[str, str]:
+    """An Authorization header whose token has this (unsigned) JWT header."""
+    return {"Authorization": f"Bearer {base64.urlsafe_b64encode(header).rstrip(b'=').decode()}.e30.c2ln"}
+
+
 MALFORMED: list[tuple[str, dict[str, str], str | None]] = [
     ("no header", {}, None),
     ("basic scheme", {"Authorization": "Basic YWxpY2U6c2VjcmV0"}, None),
@@ -412,6 +417,10 @@ MALFORMED: list[tuple[str, dict[str, str], str | None]] = [
     ("twenty kilobytes", {"Authorization": "Bearer " + "A" * 20_000}, "invalid_token"),
     ("not utf-8", {"Authorization": "Bearer \xff\xfe\xfd.\xc3\x28.x"}, "invalid_token"),
     ("json header not object", {"Authorization": "Bearer WzFd.e30.x"}, "invalid_token"),
+    ("alg a list", _with_header(b'{"alg": ["RS256"], "kid": "k"}'), "invalid_token"),
+    ("alg an object", _with_header(b'{"alg": {"RS256": 1}, "kid": "k"}'), "invalid_token"),
+    ("header nested deep", _with_header(b"[" * 5000 + b"]" * 5000), "invalid_token"),
+    ("alg nested deep", _with_header(b'{"alg": ' + b"[" * 5000 + b"]" * 5000 + b"}"), "invalid_token"),
 ]
 
 
