@@ -525,7 +525,7 @@ def repeated_sign_in(finished: Sequence[tuple[float, bool]], *, lost: bool) -> D
     session cookie the store knows, or none: only a session cookie naming a
     session the store does not have counts.
 
-    :param finished: the browser's recent finished sign-ins: how many seconds ago,
+    :param finished: the browser's recent finished sign-ins, oldest first: how many seconds ago,
         and whether each found the session of the one before lost (kept in the
         pending sign-ins' record, which a store losing sessions does not touch).
     :param lost: whether this callback's session cookie named a session the store does not have.
@@ -536,11 +536,15 @@ def repeated_sign_in(finished: Sequence[tuple[float, bool]], *, lost: bool) -> D
     """
     if not lost or not finished:
         return None
-    recent = [age for age, _lost in finished if 0 <= age < LOOP_WINDOW]
-    if len(recent) >= LOOP_SIGN_INS - 1:
+    # Newest first. A loop: the sign-ins before this one within the window, each but the
+    # first of them finding the session of the one before lost, as this one does. A session
+    # ended for a reason of its own (the provider's front-channel sign-out, say) after healthy
+    # sign-ins is one loss, not a loop.
+    recent = [entry for entry in reversed(finished) if 0 <= entry[0] < LOOP_WINDOW][: LOOP_SIGN_INS - 1]
+    if len(recent) == LOOP_SIGN_INS - 1 and all(was_lost for _age, was_lost in recent[:-1]):
         return diagnose(
             "login_loop",
-            f"{len(recent)} sign-ins finished in this browser in the last {int(max(recent)) + 1} s, "
+            f"{len(recent)} sign-ins finished in this browser in the last {int(recent[-1][0]) + 1} s, "
             "and its session was missing again.",
         )
     last = min(age for age, _lost in finished)

@@ -251,6 +251,24 @@ def test_a_second_sign_in_in_the_same_browser_is_ended_by_its_own_sid_only(
     assert not alice.signed_in()
 
 
+def test_signing_back_in_after_the_provider_ended_the_session_is_not_taken_for_a_loop(
+    app: Flask, frontchannel_registered: LocalProvider
+) -> None:
+    """Two healthy sign-ins (a second for consent or step-up), then the provider's sign-out ends
+    the session here: the browser's cookie now names a session that is gone, once. Signing back
+    in at once works, and so does once more; the loop breaker needs each sign-in losing the last."""
+    idp = frontchannel_registered
+    alice = User(app, idp, "alice")
+    again = idp.sign_in_to_app(alice.client, "/login?next=/whoami", login="alice", browser=alice.provider_browser)
+    assert again.status_code == 302 and alice.signed_in()
+    sign_out_at_provider(idp, alice)
+    assert not alice.signed_in()
+    back = idp.sign_in_to_app(alice.client, "/login?next=/whoami", login="alice", browser=alice.provider_browser)
+    assert back.status_code == 302, back.get_data(as_text=True)[:400]
+    assert alice.signed_in()
+    assert idp.sign_in_to_app(alice.client, "/login?next=/whoami", login="alice").status_code == 302
+
+
 def test_the_answer_is_empty_uncached_framable_and_the_same_whether_a_session_ended(
     app: Flask, idp: LocalProvider
 ) -> None:
