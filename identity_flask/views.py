@@ -83,8 +83,9 @@ def _start(
         domain_hint=(domain_hint or settings.domain_hint) if sign_in else None,
         max_age=max_age if sign_in else None,
     )
-    if sign_in and (max_age is not None or claims):
-        # A step-up: the view that asked checks whether this very sign-in came back unmet.
+    if sign_in and (max_age is not None or claims) and session_data.get_user(session) is not None:
+        # A step-up: the view that asked checks whether this very sign-in came back unmet. Only a
+        # signed-in user steps up; anyone may send these arguments, and nobody's start is stored.
         sent = parse_qs(urlsplit(flow["auth_uri"]).query).get("nonce", [""])[0]
         session_data.note_step_up(session, session_data.step_up_name(max_age, claims), sent)
     entry = {

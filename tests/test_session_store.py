@@ -7,6 +7,7 @@ store) and a real ``redis-server``, with the real local provider signing users i
 
 from __future__ import annotations
 
+import base64
 import logging
 import pickle
 import threading
@@ -168,10 +169,23 @@ def test_sign_out_sticks_with_signed_session_ids_too(
 # --- 3. anonymous traffic costs the store nothing ------------------------------------------------
 
 
-def test_a_thousand_anonymous_sign_ins_leave_nothing_in_the_store(store: Store) -> None:
+#: A step-up's claims request for an authentication context, as a view with ``acrs`` sends it.
+_ACRS_CLAIMS = base64.urlsafe_b64encode(b'{"id_token": {"acrs": {"essential": true, "value": "c1"}}}').decode()
+
+#: Sign-in starts anyone can send: plain, a step-up (max_age, claims), with sign-in options.
+ANONYMOUS_STARTS = [
+    "next=/profile",
+    "max_age=0&next=/profile",
+    f"claims={_ACRS_CLAIMS}&next=/profile",
+    "prompt=login&login_hint=a%40example.com&domain_hint=example.com&next=/profile",
+]
+
+
+@pytest.mark.parametrize("query", ANONYMOUS_STARTS)
+def test_a_thousand_anonymous_sign_ins_leave_nothing_in_the_store(store: Store, query: str) -> None:
     client = store.app.test_client()
     for _ in range(1000):
-        response = client.get("/login?next=/profile")
+        response = client.get(f"/login?{query}")
         assert response.status_code == 302
     for path in ("/profile", "/whoami", "/graph"):
         assert client.get(path).status_code == 302
@@ -199,7 +213,8 @@ def test_signed_in_users_survive_an_anonymous_flood_on_a_memory_capped_redis(
         # 4,000 anonymous sign-in starts, each as a new browser: about 4 MB had each been stored.
         flood = app.test_client(use_cookies=False)
         for index in range(4_000):
-            assert flood.get(f"/login?next=/profile%3Fn%3D{index}").status_code == 302
+            start = ANONYMOUS_STARTS[index % len(ANONYMOUS_STARTS)].replace("/profile", f"/profile%3Fn%3D{index}")
+            assert flood.get(f"/login?{start}").status_code == 302
 
         assert set(client.keys("*")) == keys_before
         for login, browser in users.items():
