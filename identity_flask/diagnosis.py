@@ -209,8 +209,8 @@ CAUSES: tuple[Cause, ...] = (
         "user",
         "callback",
         "Too many sign-ins started at once",
-        "More sign-ins were started in this browser after this one than the app keeps pending, "
-        "so this one was dropped.",
+        "More sign-ins were started in this browser after this one than the app keeps pending "
+        "(fewer when their return addresses are very long), so this one was dropped.",
         "The user signs in again. If pages start many sign-ins at once (many tabs, or images and "
         "scripts sent to sign in), raise `IDENTITY_MAX_PENDING_SIGN_INS` (8 by default).",
         answer="400, `invalid_state`",

@@ -56,6 +56,11 @@ logger = logging.getLogger(__name__)
 COOKIE_PREFIX = "identity_sign_in_"
 #: Browsers keep cookies of up to 4,096 bytes (name, value and attributes); stay below.
 MAX_COOKIE_BYTES = 3800
+#: The sign-in cookies together (names and values) stay below this many bytes: older sign-ins are
+#: dropped first. Servers refuse a longer Cookie header (gunicorn and nginx at 8 KB by default)
+#: before the app could clear it, so crafted links with long return addresses would lock a
+#: browser out. Eight sign-ins with everyday return addresses take about 4 KB.
+MAX_COOKIES_BYTES = 5000
 #: At most this many of a request's sign-in cookies are read; more come only from a forged request.
 MAX_COOKIES_READ = 32
 #: An entry dated this far in the future is refused (clocks of several instances may differ a little).
@@ -279,6 +284,14 @@ class PendingSignIns:
                 changes[name] = None  # expired or unreadable
         older = sorted((e["created"], name) for name, e in live.items() if name != cookie_name(state))
         dropped = [name for _created, name in older[: max(0, len(older) - (self.keep - 1))]]
+        # Then the oldest of the rest, until all the sign-in cookies fit in MAX_COOKIES_BYTES.
+        sizes = {name: len(name) + len(raw) for name, raw in self._cookies()}
+        kept = [name for _created, name in older if name not in dropped]
+        total = len(cookie_name(state)) + len(sealed) + sum(sizes.get(name, 0) for name in kept)
+        while kept and total > MAX_COOKIES_BYTES:
+            name = kept.pop(0)
+            dropped.append(name)
+            total -= sizes.get(name, 0)
         for name in dropped:
             changes[name] = None
         self._send(changes)

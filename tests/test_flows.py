@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import flask
 import pytest
 import requests
 from conftest import APP_ORIGIN, LiveServer, SignIn, b2c_settings, session_cookie
@@ -68,6 +69,51 @@ def test_pending_sign_ins_are_capped_and_expire(
     assert "expired" in expired.get_data(as_text=True)
     assert pending_count(client) == 0
     assert session_of(client).keys() <= {"_permanent"}, "a pending sign-in wrote a server-side session"
+
+
+#: The longest header line gunicorn accepts by default (limit_request_field_size); nginx's
+#: default buffers hold 8 KB too. A longer Cookie header is refused before the app runs.
+SERVER_HEADER_LIMIT = 8190
+
+
+def cookie_header(client: FlaskClient) -> str:
+    """The Cookie header ``client`` sends now."""
+    with client:
+        client.get("/")
+        return flask.request.headers.get("Cookie", "")
+
+
+def test_crafted_long_return_addresses_cannot_grow_the_cookies_past_what_servers_accept(
+    app: Flask, sign_in: SignIn, idp: LocalProvider
+) -> None:
+    """Links to /login with 2 KB random return addresses (a page of <img> tags with form_post's
+    SameSite=None cookies, or a few clicks): older sign-ins are dropped so that every cookie of
+    the extension stays far below a server's limit, and the user is neither locked out nor
+    signed out."""
+    client = app.test_client()
+    assert sign_in(client, "/whoami").status_code == 302
+    rnd = random.Random(7)
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~"
+    for _ in range(12):
+        link = "/login?" + urlencode({"next": "/" + "".join(rnd.choice(alphabet) for _ in range(2040))})
+        assert client.get(link).status_code == 302
+    sent = cookie_header(client)
+    assert len(sent) < SERVER_HEADER_LIMIT - 1500, f"{len(sent)} bytes of cookies"  # room for the app's own
+    assert pending_count(client) >= 1
+    assert client.get("/whoami").get_json()["sub"] == "alice"
+    assert sign_in(client, "/login?next=/whoami", login="bob").status_code == 302  # sign-in still works
+    assert client.get("/whoami").get_json()["sub"] == "bob"
+
+
+def test_eight_tabs_with_everyday_addresses_all_stay_pending(app: Flask, sign_in: SignIn, idp: LocalProvider) -> None:
+    """The size bound leaves everyday use alone: eight tabs each signing in to a page of their own
+    all come back to it."""
+    client = app.test_client()
+    tabs = [sign_in.start(client, f"/whoami?report=quarterly-{n}&sort=date") for n in range(8)]
+    assert pending_count(client) == 8
+    for n, auth_uri in enumerate(tabs):
+        answer = sign_in.finish(client, idp.sign_in(auth_uri))
+        assert answer.status_code == 302 and answer.location == f"/whoami?report=quarterly-{n}&sort=date"
 
 
 def test_forged_and_replayed_state_are_refused_and_the_session_survives(
