@@ -308,19 +308,31 @@ def _as_optional_bool(name: str, value: Any) -> bool | None:
     raise ConfigurationError(f"{_key(name)} must be true or false, got {value!r}.")
 
 
+#: The largest value each number setting takes: past these, a value is a mistake (a timeout
+#: in milliseconds, say) that would fail later, on a request, far from the setting.
+MOST = {
+    "timeout": 600,  # seconds: no front end waits longer for a page
+    "sign_in_timeout": 86_400,  # seconds: a day at the provider's sign-in page
+    "max_pending_sign_ins": 32,  # no more sign-in cookies are read (pending.MAX_COOKIES_READ)
+    "groups_cache_seconds": 86_400,
+}
+
+
 def _as_seconds(name: str, value: Any) -> float:
-    """A number of seconds greater than 0; strings come from environment variables."""
+    """A number of seconds greater than 0 and at most :data:`MOST`; strings come from environment variables."""
     try:
         seconds = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ConfigurationError(f"{_key(name)} must be a number of seconds greater than 0, got {value!r}.")
+    if not (math.isfinite(seconds) and 0 < seconds <= MOST[name]):
+        raise ConfigurationError(
+            f"{_key(name)} must be a number of seconds greater than 0 and at most {MOST[name]}, got {value!r}."
+        )
     return seconds
 
 
 def _as_count(name: str, value: Any) -> int:
-    """A whole number greater than 0; strings come from environment variables."""
+    """A whole number greater than 0 and at most :data:`MOST`; strings come from environment variables."""
     count = 0
     if isinstance(value, int) and not isinstance(value, bool):
         count = value
@@ -328,8 +340,10 @@ def _as_count(name: str, value: Any) -> int:
         count = int(value)
     elif isinstance(value, str) and value.strip().isdecimal():
         count = int(value)
-    if count <= 0:
-        raise ConfigurationError(f"{_key(name)} must be a whole number greater than 0, got {value!r}.")
+    if not 0 < count <= MOST[name]:
+        raise ConfigurationError(
+            f"{_key(name)} must be a whole number greater than 0 and at most {MOST[name]}, got {value!r}."
+        )
     return count
 
 

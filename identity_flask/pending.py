@@ -183,6 +183,11 @@ class PendingSignIns:
                 "app.config['SECRET_KEY'] to a long random value that is the same on every "
                 "worker and instance (for example from an environment variable)."
             )
+        if not isinstance(app.config["SECRET_KEY"], (str, bytes)):
+            raise ConfigurationError(
+                f"SECRET_KEY must be a string or bytes, got {type(app.config['SECRET_KEY']).__name__}: "
+                "set it to a long random value, for example secrets.token_hex(32) kept in the environment."
+            )
         fallbacks = app.config.get("SECRET_KEY_FALLBACKS")
         if fallbacks is not None and (
             isinstance(fallbacks, (str, bytes)) or not all(isinstance(k, (str, bytes)) for k in fallbacks)

@@ -75,6 +75,11 @@ def test_bad_settings_fail_fast_naming_the_setting(tmp_path: Path, given: dict[s
         ("sign_in_timeout", 1.5),
         ("max_pending_sign_ins", 0),
         ("max_pending_sign_ins", "-1"),
+        ("max_pending_sign_ins", 33),
+        ("timeout", "1e10"),  # would overflow a socket's timeout on the first request
+        ("timeout", 10**400),
+        ("sign_in_timeout", 10**12),  # a cookie expiry past the year 9999
+        ("groups_cache_seconds", "1e9"),
         ("prompt", "bogus"),
         ("prompt", "Login"),
         ("scopes", "openid User.Read"),
@@ -96,6 +101,15 @@ def test_each_bad_value_fails_at_start_up_naming_its_setting(tmp_path: Path, nam
     given = {**BASE, name: None}
     with pytest.raises(ConfigurationError, match=f"IDENTITY_{name.upper()}"):
         Auth(app, **{k: v for k, v in given.items() if v is not None})
+
+
+@pytest.mark.parametrize("key", [12345, ["a", "list"]], ids=["int", "list"])
+def test_a_secret_key_that_is_not_text_fails_at_start_up(tmp_path: Path, key: Any) -> None:
+    """A SECRET_KEY of another type would turn every sign-in into a 500 (and crash the doctor)."""
+    app = new_app(tmp_path)
+    app.config["SECRET_KEY"] = key
+    with pytest.raises(ConfigurationError, match="SECRET_KEY must be a string or bytes, got"):
+        Auth(app, **BASE)
 
 
 def test_a_bad_client_credential_is_not_echoed(tmp_path: Path) -> None:
