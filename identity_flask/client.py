@@ -322,7 +322,7 @@ class IdentityClient:
                 raise ProviderError("The sign-in service answered with an unreadable id token.") from None
         if "error" in result:
             error = str(result.get("error"))
-            found = diagnosis.provider_failure(
+            found = diagnosis.token_endpoint_failure(
                 error, str(result.get("error_description") or ""), redirect_uri=flow.get("redirect_uri")
             )
             # The description is not logged: only the code the table knows, with its fix.

@@ -293,6 +293,18 @@ CAUSES: tuple[Cause, ...] = (
         provider_codes=("AADSTS7000222",),
     ),
     Cause(
+        "client_rejected",
+        "operator",
+        "provider",
+        "The provider refused the app's credential",
+        "The token endpoint answered `invalid_client` with no code of its own: the client id, or the "
+        "credential sent with it, is not one the provider accepts (an OpenID Connect provider other "
+        "than Entra ID answers a wrong client secret so).",
+        "Check `IDENTITY_CLIENT_ID` and the credential (the client secret's value, the certificate or "
+        "the federated credential) against the app's registration at the provider.",
+        answer="502, `invalid_client`",
+    ),
+    Cause(
         "consent_required",
         "administrator",
         "provider",
@@ -513,6 +525,16 @@ def provider_failure(error: str, description: str, *, redirect_uri: str | None =
             evidence += f" The redirect_uri sent was {_shown(redirect_uri)}."
         return Diagnosis(cause, evidence)
     return None
+
+
+def token_endpoint_failure(error: str, description: str, *, redirect_uri: str | None = None) -> Diagnosis | None:
+    """The cause of the token endpoint's error answer to a code: :func:`provider_failure`'s, or for an
+    ``invalid_client`` that carries no provider code at all (providers other than Entra ID), ``client_rejected``.
+    """
+    found = provider_failure(error, description, redirect_uri=redirect_uri)
+    if found is None and error == "invalid_client" and not _PROVIDER_CODE.search(description[:2000]):
+        return diagnose("client_rejected", "The token endpoint answered invalid_client.")
+    return found
 
 
 # --- login loops -------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ PROVEN = {
     "app_not_found": "test_provider_errors_at_the_callback_name_their_fix",
     "client_secret_invalid": "test_token_endpoint_errors_name_their_fix",
     "client_secret_expired": "test_token_endpoint_errors_name_their_fix",
+    "client_rejected": "test_a_wrong_secret_at_a_provider_without_codes",
     "consent_required": "test_provider_errors_at_the_callback_name_their_fix",
     "user_not_in_tenant": "test_provider_errors_at_the_callback_name_their_fix",
     "interaction_required": "test_provider_errors_at_the_callback_name_their_fix",
@@ -490,6 +491,22 @@ def test_token_endpoint_errors_name_their_fix(
     (line,) = [line for line in warnings_of(logs) if "Token endpoint refused" in line]
     assert "the provider's own words" not in line  # its description is not logged
     assert (f"[cause={cause}," in line) if cause else "cause=" not in line
+
+
+def test_a_wrong_secret_at_a_provider_without_codes(
+    make_app: Callable[..., Flask], idp: LocalProvider, sign_in: SignIn, logs: pytest.LogCaptureFixture
+) -> None:
+    """A real wrong client secret: the local provider answers invalid_client with no AADSTS code,
+    as OpenID Connect providers other than Entra ID do. The cause is named; the secret is not."""
+    wrong = "WRONG-secret-7c1f0e"
+    app = make_app(client_credential=wrong, authority=None, oidc_authority=idp.oidc_authority)
+    client = app.test_client()
+    answer = client.get(callback_query(idp, sign_in.start(client, "/profile")), headers=JSON)
+    assert answer.status_code == 502 and answer.get_json()["error"] == "invalid_client"
+    assert cause_of(answer) == "client_rejected"
+    (line,) = [line for line in warnings_of(logs) if "Token endpoint refused" in line]
+    assert "[cause=client_rejected," in line and "IDENTITY_CLIENT_ID" in line
+    assert wrong not in logs.text and wrong not in answer.get_data(as_text=True)
 
 
 def test_b2c_errors_name_their_fix(
