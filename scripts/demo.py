@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="keep the provider's files here (default: a temporary folder)")
     args = parser.parse_args(argv)
     if not port_is_free(args.host, args.port):
-        print(f"Port {args.port} is taken. Run again with another one: make demo DEMO_PORT=5001", file=sys.stderr)
+        another = args.port + 1
+        print(f"Port {args.port} is taken. Run again with another one: make demo DEMO_PORT={another}", file=sys.stderr)
         return 1
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="identity-flask-demo-"))
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         script = os.path.relpath(ROOT / "sample" / "call_api_as_app.py")
         print(
             f"\n  The sample app is running at {url}\n"
-            f"  Sign in with any login and password, e.g. alice (the login becomes your user name).\n"
+            f"  Sign in with any login and password, e.g. alice (signed in as alice@example.test).\n"
             f"  Call its web API as an app (no user), in another terminal:\n"
             f"    {os.path.relpath(sys.executable)} {script} --env-file {daemon_settings}\n"
             f"  Local identity provider: {provider.browser_origin} (sign-in pages), "

@@ -225,7 +225,7 @@ function signInPage(mount, interaction, error) {
   const forgot = isB2cMount(mount)
     ? `<p class="more"><a href="${base}/forgot" id="forgot-password">Forgot your password?</a></p>` : '';
   return page('Sign-in', `<h1>Sign in</h1>
-<p class="hint">Any login and password work, e.g. <strong>alice</strong>. The login becomes your user name.</p>
+<p class="hint">Any login and password work, e.g. <strong>alice</strong>. Login <strong>alice</strong> signs in as alice@example.test.</p>
 ${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}
 <form method="post" action="${base}" autocomplete="off">
 <label for="login">Login</label>
