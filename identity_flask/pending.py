@@ -284,19 +284,22 @@ class PendingSignIns:
             raise SignInError("The sign-in request is too large.", error="invalid_request")
         changes: dict[str, str | None] = {cookie_name(state): sealed}
         live = self.entries()
-        for name, _raw in self._cookies():
+        sizes: dict[str, int] = {}
+        for name, raw in self._cookies():
+            sizes[name] = len(name) + len(raw)
             if name not in live:
                 changes[name] = None  # expired or unreadable
-        older = sorted((e["created"], name) for name, e in live.items() if name != cookie_name(state))
-        dropped = [name for _created, name in older[: max(0, len(older) - (self.keep - 1))]]
-        # Then the oldest of the rest, until all the sign-in cookies fit in MAX_COOKIES_BYTES.
-        sizes = {name: len(name) + len(raw) for name, raw in self._cookies()}
-        kept = [name for _created, name in older if name not in dropped]
-        total = len(cookie_name(state)) + len(sealed) + sum(sizes.get(name, 0) for name in kept)
-        while kept and total > MAX_COOKIES_BYTES:
-            name = kept.pop(0)
-            dropped.append(name)
-            total -= sizes.get(name, 0)
+        # Newest first, the others are kept while they are fewer than `keep` with this one and
+        # all the sign-in cookies fit in MAX_COOKIES_BYTES; the older rest are dropped.
+        room = MAX_COOKIES_BYTES - len(cookie_name(state)) - len(sealed)
+        newest_first = sorted(
+            ((e["created"], name) for name, e in live.items() if name != cookie_name(state)), reverse=True
+        )
+        dropped = []
+        for index, (_created, name) in enumerate(newest_first):
+            room -= sizes[name]
+            if index >= self.keep - 1 or room < 0:
+                dropped.append(name)
         for name in dropped:
             changes[name] = None
         self._send(changes)
