@@ -263,23 +263,60 @@ def test_browser_sign_in_call_the_api_and_sign_out(live_sample: LiveServer, idp:
     assert page.title() == "Sign-in"
 
 
-def test_demo_command_serves_the_sample_against_the_local_provider_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    port = free_port()
-    demo = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--port", str(port), "--workdir", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    origin = f"http://127.0.0.1:{port}"
-    try:
-        its_output = demo.stdout.read if demo.stdout else str
-        wait_until_ready(
-            demo, lambda: requests.get(origin + "/", timeout=2).ok, "the demo", timeout=30, detail=its_output
+class Demo:
+    """``scripts/demo.py`` on a free port, its files in ``workdir``; stopped with Ctrl-C at the end of
+    the ``with`` block, after which ``output`` holds what it printed and ``returncode`` how it ended."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.output = ""
+        self.returncode: int | None = None
+
+    def __enter__(self) -> Demo:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "demo.py"),
+                "--port",
+                str(self.port),
+                "--workdir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
-        # The demo's provider, to play the user on its login page.
-        config = json.loads((tmp_path / "idp-config.json").read_text())
-        provider = LocalProvider(tmp_path, redirect_uris=[], post_logout_redirect_uris=[], port=config["port"])
+        try:
+            its_output = self.process.stdout.read if self.process.stdout else str
+            wait_until_ready(
+                self.process,
+                lambda: requests.get(self.origin + "/", timeout=2).ok,
+                "the demo",
+                timeout=30,
+                detail=its_output,
+            )
+            # The demo's provider, to play the user on its login page.
+            config = json.loads((self.workdir / "idp-config.json").read_text())
+            self.provider_port = int(config["port"])
+            self.provider = LocalProvider(
+                self.workdir, redirect_uris=[], post_logout_redirect_uris=[], port=self.provider_port
+            )
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.process.send_signal(signal.SIGINT)
+        self.output, _ = self.process.communicate(timeout=20)
+        self.returncode = self.process.returncode
+
+
+def test_demo_command_serves_the_sample_against_the_local_provider_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    with Demo(tmp_path) as demo:
+        origin, provider = demo.origin, demo.provider
         at_provider = provider.browser()
 
         app_browser = requests.Session()
@@ -288,15 +325,13 @@ def test_demo_command_serves_the_sample_against_the_local_provider_and_stops_on_
         page = app_browser.get(origin + "/call-api").text
         assert 'id="status">200<' in page, page
         assert "&#34;sub&#34;: &#34;alice&#34;" in page
-    finally:
-        demo.send_signal(signal.SIGINT)
-        output, _ = demo.communicate(timeout=20)
+    output = demo.output
     assert demo.returncode == 0, output
     assert f"running at {origin}/" in output
     assert "any login and password" in output
     assert "code=" not in output, "a request log line shows an authorization code"
     with pytest.raises(requests.ConnectionError):
-        requests.get(f"https://127.0.0.1:{config['port']}/__health", verify=str(provider.ca_path), timeout=2)
+        requests.get(f"https://127.0.0.1:{demo.provider_port}/__health", verify=str(provider.ca_path), timeout=2)
 
 
 # --- the sample's web API (/api/...) and its callers ----------------------------------------------
@@ -474,21 +509,8 @@ def test_the_app_only_script_names_a_missing_setting(tmp_path: Path) -> None:
 
 
 def test_demo_serves_the_web_api_to_its_pages_and_to_the_printed_app_only_command(tmp_path: Path) -> None:
-    port = free_port()
-    demo = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--port", str(port), "--workdir", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    origin = f"http://127.0.0.1:{port}"
-    try:
-        its_output = demo.stdout.read if demo.stdout else str
-        wait_until_ready(
-            demo, lambda: requests.get(origin + "/", timeout=2).ok, "the demo", timeout=30, detail=its_output
-        )
-        config = json.loads((tmp_path / "idp-config.json").read_text())
-        provider = LocalProvider(tmp_path, redirect_uris=[], post_logout_redirect_uris=[], port=config["port"])
+    with Demo(tmp_path) as demo:
+        origin, provider = demo.origin, demo.provider
         app_browser = requests.Session()
         back = provider.sign_in_to_app(app_browser, origin + "/todos", login="alice", browser=provider.browser())
         assert back.status_code == 302 and back.headers["Location"] == "/todos"
@@ -500,9 +522,7 @@ def test_demo_serves_the_web_api_to_its_pages_and_to_the_printed_app_only_comman
         as_app = run_script(env_file)
         assert as_app.returncode == 0, as_app.stdout + as_app.stderr
         assert f"GET {origin}/api/jobs: 200" in as_app.stdout and '"Jobs.Run"' in as_app.stdout
-    finally:
-        demo.send_signal(signal.SIGINT)
-        output, _ = demo.communicate(timeout=20)
+    output = demo.output
     assert demo.returncode == 0, output
     assert f"call_api_as_app.py --env-file {env_file}" in output  # the command the demo tells the reader to run
 
